@@ -1,0 +1,472 @@
+# Copyright (c) fasternet_mm contributors. Licensed under the MIT licence.
+"""FasterNet backbone for MMDetection 3 and MMSegmentation 1.
+
+Paper: Jierun Chen et al., "Run, Don't Walk: Chasing Higher FLOPS for Faster
+Neural Networks", CVPR 2023 (arXiv:2303.03667).
+Original code (MIT licence): github.com/JierunChen/FasterNet. The
+architecture facts (widths, depths, activations, drop-path rates) follow its
+configs; the code here is written from scratch for MMEngine.
+"""
+import copy
+from collections import OrderedDict
+from numbers import Integral
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..checkpoint import (CheckpointError, convert_state_dict, detect_layout,
+                          load_pretrained)
+from ..registry import MODELS
+
+# The smallest input that survives the four downsamplings (4, 2, 2, 2).
+MIN_INPUT_SIZE = 32
+
+
+class PartialConv(nn.Module):
+    """Partial convolution (PConv): a 3x3 conv on the first ``channels //
+    n_div`` channels; the other channels pass through untouched.
+
+    Two forward forms compute the same numbers:
+
+    - ``'split_cat'`` (training form): split, convolve, concatenate.
+    - ``'slicing'``: write the convolved channels into a copy of the input.
+      The original code wrote into the input itself, which silently changed
+      the residual shortcut of the enclosing block; this one never does.
+
+    Args:
+        channels (int): Number of input and output channels.
+        n_div (int): The convolved part is ``channels // n_div`` channels.
+        forward_type (str): ``'split_cat'`` or ``'slicing'``.
+            Defaults to ``'split_cat'``.
+    """
+
+    forward_types = ('split_cat', 'slicing')
+
+    def __init__(self,
+                 channels: int,
+                 n_div: int,
+                 forward_type: str = 'split_cat') -> None:
+        super().__init__()
+        if channels // n_div < 1:
+            raise ValueError(
+                f'PartialConv needs channels // n_div >= 1, got '
+                f'channels={channels} and n_div={n_div}')
+        self.conv_channels = channels // n_div
+        self.untouched_channels = channels - self.conv_channels
+        self.conv = nn.Conv2d(
+            self.conv_channels, self.conv_channels, 3, 1, 1, bias=False)
+        self.forward_type = forward_type
+
+    @property
+    def forward_type(self) -> str:
+        return self._forward_type
+
+    @forward_type.setter
+    def forward_type(self, value: str) -> None:
+        if value not in self.forward_types:
+            raise ValueError(f'forward_type must be one of '
+                             f'{self.forward_types}, got {value!r}')
+        self._forward_type = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._forward_type == 'split_cat':
+            convolved, untouched = torch.split(
+                x, [self.conv_channels, self.untouched_channels], dim=1)
+            return torch.cat((self.conv(convolved), untouched), dim=1)
+        out = x.clone()
+        out[:, :self.conv_channels] = self.conv(x[:, :self.conv_channels])
+        return out
+
+    def extra_repr(self) -> str:
+        return (f'conv_channels={self.conv_channels}, '
+                f'untouched_channels={self.untouched_channels}, '
+                f'forward_type={self._forward_type!r}')
+
+
+class FasterNetBlock(nn.Module):
+    """PConv followed by a pointwise MLP, with a residual connection.
+
+    ``x + drop_path(project(act(norm(expand(pconv(x))))))``, where ``expand``
+    and ``project`` are bias-free 1x1 convs to ``mlp_ratio * C`` and back.
+
+    Args:
+        channels (int): Number of input and output channels.
+        n_div (int): PConv convolves ``channels // n_div`` channels.
+        mlp_ratio (float): Hidden width of the MLP relative to ``channels``.
+        drop_path_rate (float): Stochastic depth rate of this block.
+        norm_cfg (dict): Config of the norm layer inside the MLP.
+        act_cfg (dict): Config of the activation inside the MLP.
+        with_cp (bool): Use gradient checkpointing. Defaults to False.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 n_div: int,
+                 mlp_ratio: float,
+                 drop_path_rate: float,
+                 norm_cfg: Dict,
+                 act_cfg: Dict,
+                 with_cp: bool = False) -> None:
+        super().__init__()
+        hidden_channels = int(channels * mlp_ratio)
+        self.with_cp = with_cp
+        self.partial_conv = PartialConv(channels, n_div)
+        self.expand = nn.Conv2d(channels, hidden_channels, 1, bias=False)
+        self.norm = build_norm_layer(norm_cfg, hidden_channels)[1]
+        self.act = build_activation_layer(act_cfg)
+        self.project = nn.Conv2d(hidden_channels, channels, 1, bias=False)
+        self.drop_path = (
+            DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity())
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.partial_conv(x)
+        return self.project(self.act(self.norm(self.expand(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and x.requires_grad:
+            residual = cp.checkpoint(self._residual, x, use_reentrant=False)
+        else:
+            residual = self._residual(x)
+        return x + self.drop_path(residual)
+
+
+class ConvDownsample(nn.Module):
+    """A bias-free conv with kernel size equal to its stride, then a norm.
+
+    FasterNet uses it as the 4x4 patch embedding and as the 2x2 patch merging
+    between stages.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int,
+                 norm_cfg: Dict) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, stride, stride, bias=False)
+        self.norm = build_norm_layer(norm_cfg, out_channels)[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x))
+
+
+class FasterNetStage(nn.Module):
+    """An optional 2x2 patch merging followed by a sequence of blocks."""
+
+    def __init__(self, downsample: Optional[nn.Module],
+                 blocks: List[nn.Module]) -> None:
+        super().__init__()
+        self.downsample = downsample
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.downsample is not None:
+            x = self.downsample(x)
+        return self.blocks(x)
+
+
+@MODELS.register_module()
+class FasterNet(BaseModule):
+    """FasterNet backbone.
+
+    A PyTorch implementation of `Run, Don't Walk: Chasing Higher FLOPS for
+    Faster Neural Networks <https://arxiv.org/abs/2303.03667>`_ (CVPR 2023).
+
+    Args:
+        arch (str | dict): One of ``'t0'``, ``'t1'``, ``'t2'``, ``'s'``,
+            ``'m'``, ``'l'``, or a dict with the keys ``embed_dim``,
+            ``depths``, ``mlp_ratio``, ``n_div``, ``act_cfg`` and
+            ``drop_path_rate``. Defaults to ``'s'``.
+        in_channels (int): Number of input image channels. Defaults to 3.
+        out_indices (int | Sequence[int]): Stages whose features are
+            returned; negative indices count from the last stage.
+            Defaults to (0, 1, 2, 3).
+        frozen_stages (int): -1 freezes nothing, 0 the patch embedding,
+            ``i`` the patch embedding, stages 1..i and their output norms.
+            Defaults to -1.
+        norm_cfg (dict): Config of every norm layer. Defaults to
+            ``dict(type='BN')``.
+        act_cfg (dict, optional): Activation inside the blocks. Defaults to
+            the arch's (GELU for t0 and t1, ReLU otherwise).
+        drop_path_rate (float, optional): Stochastic depth rate, growing
+            linearly from 0 over all blocks. Defaults to the arch's ImageNet
+            rate.
+        out_norm (bool): Put a norm layer (``norm{i}``) on each returned
+            feature map, as the official detection and segmentation models
+            do. Set it to False for raw stage outputs. Defaults to True.
+        norm_eval (bool): Keep every BatchNorm in eval mode during training
+            (frozen running statistics). Defaults to False.
+        with_cp (bool): Use gradient checkpointing in each block, trading
+            compute for memory. Defaults to False.
+        init_cfg (dict | list[dict], optional): Initialization config.
+            ``dict(type='Pretrained', checkpoint=..., prefix=...)`` loads any
+            of the three supported checkpoint layouts (see
+            :mod:`fasternet_mm.checkpoint`). Defaults to None, a truncated
+            normal init of the convs.
+
+    Example:
+        >>> import torch
+        >>> from fasternet_mm import FasterNet
+        >>> model = FasterNet(arch='t0').eval()
+        >>> for level_out in model(torch.rand(1, 3, 97, 131)):
+        ...     print(tuple(level_out.shape))
+        (1, 40, 24, 32)
+        (1, 80, 12, 16)
+        (1, 160, 6, 8)
+        (1, 320, 3, 4)
+    """
+
+    arch_settings = {
+        't0': dict(embed_dim=40, depths=(1, 2, 8, 2),
+                   act_cfg=dict(type='GELU'), drop_path_rate=0.0),
+        't1': dict(embed_dim=64, depths=(1, 2, 8, 2),
+                   act_cfg=dict(type='GELU'), drop_path_rate=0.02),
+        't2': dict(embed_dim=96, depths=(1, 2, 8, 2),
+                   act_cfg=dict(type='ReLU'), drop_path_rate=0.05),
+        's': dict(embed_dim=128, depths=(1, 2, 13, 2),
+                  act_cfg=dict(type='ReLU'), drop_path_rate=0.1),
+        'm': dict(embed_dim=144, depths=(3, 4, 18, 3),
+                  act_cfg=dict(type='ReLU'), drop_path_rate=0.2),
+        'l': dict(embed_dim=192, depths=(3, 4, 18, 3),
+                  act_cfg=dict(type='ReLU'), drop_path_rate=0.3),
+    }
+    # Shared by every official variant.
+    arch_defaults = dict(mlp_ratio=2.0, n_div=4)
+    arch_keys = ('embed_dim', 'depths', 'mlp_ratio', 'n_div', 'act_cfg',
+                 'drop_path_rate')
+    num_stages = 4
+    patch_size = 4
+
+    def __init__(self,
+                 arch: Union[str, Dict] = 's',
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_cfg: Dict = dict(type='BN'),
+                 act_cfg: Optional[Dict] = None,
+                 drop_path_rate: Optional[float] = None,
+                 out_norm: bool = True,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[Dict, List[Dict]]] = None) -> None:
+        if init_cfg is None:
+            init_cfg = [
+                dict(type='TruncNormal', layer='Conv2d', std=0.02),
+                dict(type='Constant', layer=['_BatchNorm', 'GroupNorm'],
+                     val=1, bias=0),
+            ]
+        super().__init__(init_cfg=init_cfg)
+        arch = self.parse_arch(arch)
+        if act_cfg is not None:
+            arch['act_cfg'] = act_cfg
+        if drop_path_rate is not None:
+            arch['drop_path_rate'] = drop_path_rate
+        self._check_arch(arch)
+        if not isinstance(in_channels, Integral) or in_channels < 1:
+            raise ValueError(
+                f'in_channels must be a positive int, got {in_channels!r}')
+        self.arch = arch
+        self.in_channels = in_channels
+        self.out_indices = self._normalize_out_indices(out_indices)
+        if not isinstance(frozen_stages, Integral) or not (
+                -1 <= frozen_stages <= self.num_stages):
+            raise ValueError(
+                f'frozen_stages must be an int in [-1, {self.num_stages}], '
+                f'got {frozen_stages!r}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.out_norm = out_norm
+
+        embed_dim = arch['embed_dim']
+        depths = arch['depths']
+        self.channels = tuple(embed_dim * 2**i for i in range(self.num_stages))
+        self.patch_embed = ConvDownsample(in_channels, embed_dim,
+                                          self.patch_size, norm_cfg)
+        block_rates = torch.linspace(0, arch['drop_path_rate'],
+                                     sum(depths)).tolist()
+        self.stages = nn.ModuleList()
+        for i, (channels, depth) in enumerate(zip(self.channels, depths)):
+            downsample = None
+            if i > 0:
+                downsample = ConvDownsample(self.channels[i - 1], channels, 2,
+                                            norm_cfg)
+            first = sum(depths[:i])
+            blocks = [
+                FasterNetBlock(
+                    channels,
+                    n_div=arch['n_div'],
+                    mlp_ratio=arch['mlp_ratio'],
+                    drop_path_rate=block_rates[first + j],
+                    norm_cfg=norm_cfg,
+                    act_cfg=arch['act_cfg'],
+                    with_cp=with_cp) for j in range(depth)
+            ]
+            self.stages.append(FasterNetStage(downsample, blocks))
+        if out_norm:
+            for i in self.out_indices:
+                self.add_module(f'norm{i}',
+                                build_norm_layer(norm_cfg, self.channels[i])[1])
+        self._freeze_stages()
+
+    @classmethod
+    def parse_arch(cls, arch: Union[str, Dict]) -> Dict:
+        """Return a full arch dict for an arch name or a (partial) dict."""
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in cls.arch_settings:
+                raise ValueError(
+                    f'Unknown FasterNet arch {arch!r}; choose one of '
+                    f'{sorted(cls.arch_settings)} or pass a dict with the '
+                    f'keys {cls.arch_keys}')
+            return {**cls.arch_defaults, **copy.deepcopy(cls.arch_settings[key])}
+        if not isinstance(arch, dict):
+            raise TypeError(f'arch must be a str or a dict, got '
+                            f'{type(arch).__name__}: {arch!r}')
+        unknown = set(arch) - set(cls.arch_keys)
+        if unknown:
+            raise ValueError(f'arch dict has unknown keys {sorted(unknown)}; '
+                             f'valid keys are {cls.arch_keys}')
+        arch = {**cls.arch_defaults, **copy.deepcopy(dict(arch))}
+        missing = [k for k in cls.arch_keys if k not in arch]
+        if missing:
+            raise ValueError(f'arch dict is missing the keys {missing}; '
+                             f'it needs {cls.arch_keys}')
+        return arch
+
+    @classmethod
+    def _check_arch(cls, arch: Dict) -> None:
+        embed_dim, depths = arch['embed_dim'], arch['depths']
+        if not isinstance(embed_dim, Integral) or embed_dim < 1:
+            raise ValueError(f'arch embed_dim must be a positive int, got '
+                             f'{embed_dim!r}')
+        if (not isinstance(depths, Sequence)
+                or len(depths) != cls.num_stages
+                or not all(isinstance(d, Integral) and d >= 1 for d in depths)):
+            raise ValueError(
+                f'arch depths must be {cls.num_stages} positive ints, got '
+                f'{depths!r}')
+        arch['depths'] = tuple(depths)
+        n_div = arch['n_div']
+        if not isinstance(n_div, Integral) or not 1 <= n_div <= embed_dim:
+            raise ValueError(f'arch n_div must be an int in [1, embed_dim='
+                             f'{embed_dim}], got {n_div!r}')
+        mlp_ratio = arch['mlp_ratio']
+        if not isinstance(mlp_ratio, (int, float)) or mlp_ratio <= 0:
+            raise ValueError(
+                f'arch mlp_ratio must be a positive number, got '
+                f'{mlp_ratio!r}')
+        rate = arch['drop_path_rate']
+        if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(
+                f'drop_path_rate must be a number in [0, 1), got {rate!r}')
+        if not isinstance(arch['act_cfg'], dict) or 'type' not in arch[
+                'act_cfg']:
+            raise ValueError(f'act_cfg must be a dict with a "type" key, got '
+                             f'{arch["act_cfg"]!r}')
+
+    def _normalize_out_indices(
+            self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        if isinstance(out_indices, Integral):
+            out_indices = [out_indices]
+        if not isinstance(out_indices, Sequence) or not out_indices:
+            raise TypeError(f'out_indices must be an int or a non-empty '
+                            f'sequence of ints, got {out_indices!r}')
+        valid = range(-self.num_stages, self.num_stages)
+        normalized = []
+        for index in out_indices:
+            if not isinstance(index, Integral) or index not in valid:
+                raise ValueError(
+                    f'out_indices entries must be ints in '
+                    f'[{-self.num_stages}, {self.num_stages - 1}], got '
+                    f'{index!r} in {out_indices!r}')
+            normalized.append(int(index) % self.num_stages)
+        if len(set(normalized)) != len(normalized):
+            raise ValueError(f'out_indices {out_indices!r} name a stage more '
+                             f'than once (as {normalized})')
+        return tuple(sorted(normalized))
+
+    @property
+    def out_channels(self) -> Tuple[int, ...]:
+        """Channels of each returned feature map, e.g. for a neck."""
+        return tuple(self.channels[i] for i in self.out_indices)
+
+    def _frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        modules = [self.patch_embed]
+        for i in range(self.frozen_stages):
+            modules.append(self.stages[i])
+            if self.out_norm and i in self.out_indices:
+                modules.append(getattr(self, f'norm{i}'))
+        return modules
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'FasterNet':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+    def init_weights(self) -> None:
+        init_cfg = self.init_cfg
+        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+            load_pretrained(self, init_cfg)
+            self._is_init = True
+            return
+        super().init_weights()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Runs before the children load, on every load path (load_from,
+        # load_checkpoint, load_state_dict): rename official and timm keys
+        # under our prefix in place, so those checkpoints load as they are.
+        own = {k[len(prefix):]: k for k in state_dict if k.startswith(prefix)}
+        try:
+            layout = detect_layout(own)
+        except CheckpointError:
+            layout = 'fasternet_mm'  # let the usual missing/unexpected report
+        if layout != 'fasternet_mm':
+            converted = convert_state_dict(
+                OrderedDict((k, state_dict.pop(full))
+                            for k, full in own.items()), layout)
+            state_dict.update((prefix + k, v) for k, v in converted.items())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)
+            raise ValueError(
+                f'FasterNet expects a 4-D NCHW tensor, got {shape}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'FasterNet was built with in_channels={self.in_channels} '
+                f'but the input has {x.shape[1]} channels (shape '
+                f'{tuple(x.shape)})')
+        if min(x.shape[2:]) < MIN_INPUT_SIZE:
+            raise ValueError(
+                f'FasterNet needs inputs of at least {MIN_INPUT_SIZE}x'
+                f'{MIN_INPUT_SIZE} (one stride-32 cell), got '
+                f'{tuple(x.shape[2:])}')
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        self._check_input(x)
+        x = self.patch_embed(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(
+                    getattr(self, f'norm{i}')(x) if self.out_norm else x)
+        return tuple(outs)
