@@ -15,3 +15,22 @@ test: setup
 
 lint: setup
 	$(PY) -m flake8 fasternet_mm tools tests configs
+
+DEMO_DIR ?= work_dirs/demo
+DEMO_CFG := configs/demo/mask_rcnn_fasternet_t0_shapes.py
+SEG_DIR ?= work_dirs/demo_seg
+SEG_CFG := configs/demo/fpn_fasternet_t0_shapes.py
+
+# Mask R-CNN with FasterNet-T0 on generated shapes: data, train, COCO eval,
+# and a few val images drawn as PNG under $(DEMO_DIR)/vis.
+demo: setup
+	$(PY) tools/make_shapes.py data/shapes
+	$(PY) tools/train.py $(DEMO_CFG) --work-dir $(DEMO_DIR)
+	$(PY) tools/test.py $(DEMO_CFG) $$(cat $(DEMO_DIR)/last_checkpoint) --work-dir $(DEMO_DIR)
+	$(PY) tools/image_demo.py data/shapes/val/0000[0-3].png $(DEMO_CFG) $$(cat $(DEMO_DIR)/last_checkpoint) --out-dir $(DEMO_DIR)/vis
+
+# Semantic FPN with FasterNet-T0 on the same shapes as semantic masks.
+demo-seg: setup
+	$(PY) tools/make_shapes.py data/shapes
+	$(PY) tools/train.py $(SEG_CFG) --work-dir $(SEG_DIR)
+	$(PY) tools/test.py $(SEG_CFG) $$(cat $(SEG_DIR)/last_checkpoint) --work-dir $(SEG_DIR)

@@ -12,4 +12,4 @@ from .version import __version__
 allow_mmengine_checkpoints()
 register_downstream()
 
-__all__ = ['FasterNet', 'PartialConv', '__version__']
+__all__ = ['FasterNet', 'PartialConv', 'register_downstream', '__version__']

@@ -164,8 +164,8 @@ def unwrap_state_dict(checkpoint: Dict) -> Dict[str, torch.Tensor]:
         if not torch.is_tensor(value):
             continue
         # DataParallel / DistributedDataParallel wrappers.
-        state_dict[key[len('module.'):] if key.startswith('module.') else
-                   key] = value
+        state_dict[key[len('module.'):] if key.startswith('module.'
+                                                          ) else key] = value
     if not state_dict:
         raise CheckpointError(
             f'The checkpoint holds no tensors; its top-level keys are '
@@ -210,7 +210,10 @@ def read_checkpoint(path: Union[str, PathLike],
 
 
 def _unsafe_message(path: str, err: Exception) -> str:
-    first_line = str(err).strip().splitlines()[0] if str(err) else ''
+    # torch's message is long; keep its line that names the refused global.
+    lines = [line.strip() for line in str(err).splitlines()]
+    named = [line for line in lines if 'Unsupported' in line]
+    first_line = (named or lines or [''])[0]
     return (
         f'Refused to load {path}: it holds pickled objects other than '
         f'tensors and plain containers, and unpickling them could run '
@@ -227,15 +230,13 @@ def select_prefix(state_dict: Dict[str, torch.Tensor],
     """
     if prefix is None:
         if any(k.startswith('backbone.') for k in state_dict) and not any(
-                k.startswith(('patch_embed.', 'stages.'))
-                for k in state_dict):
+                k.startswith(('patch_embed.', 'stages.')) for k in state_dict):
             prefix = 'backbone.'
         else:
             return state_dict
     if prefix and not prefix.endswith('.'):
         prefix += '.'
-    selected = OrderedDict((k[len(prefix):], v)
-                           for k, v in state_dict.items()
+    selected = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
                            if k.startswith(prefix))
     if not selected:
         roots = sorted({k.split('.', 1)[0] + '.' for k in state_dict})
@@ -263,9 +264,7 @@ def check_compatible(model: torch.nn.Module,
         if k not in state_dict and not (is_out_norm(k) and not ckpt_has_norms)
     ]
     skipped = [k for k in state_dict if k not in own and is_out_norm(k)]
-    unexpected = [
-        k for k in state_dict if k not in own and not is_out_norm(k)
-    ]
+    unexpected = [k for k in state_dict if k not in own and not is_out_norm(k)]
     mismatched = [(k, tuple(state_dict[k].shape), tuple(own[k].shape))
                   for k in state_dict
                   if k in own and state_dict[k].shape != own[k].shape]
@@ -281,11 +280,10 @@ def check_compatible(model: torch.nn.Module,
             f'{len(unexpected)} unexpected keys: {_first(unexpected)}')
     if problems:
         arch = getattr(model, 'arch', None)
-        raise CheckpointError(
-            'The checkpoint does not fit this FasterNet' +
-            (f" (embed_dim={arch['embed_dim']}, depths={arch['depths']})"
-             if arch else '') + ' - is it for another arch or model? ' +
-            ' | '.join(problems))
+        raise CheckpointError('The checkpoint does not fit this FasterNet' + (
+            f" (embed_dim={arch['embed_dim']}, depths={arch['depths']})"
+            if arch else '') + ' - is it for another arch or model? ' +
+                              ' | '.join(problems))
     return skipped
 
 

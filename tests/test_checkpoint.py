@@ -17,11 +17,16 @@ from fasternet_mm.checkpoint import (CheckpointError, convert_state_dict,
                                      detect_layout)
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_ARCH = dict(embed_dim=16, depths=(1, 2, 2, 1), mlp_ratio=2, n_div=4,
-                 act_cfg=dict(type='ReLU'), drop_path_rate=0.0)
+TINY_ARCH = dict(
+    embed_dim=16,
+    depths=(1, 2, 2, 1),
+    mlp_ratio=2,
+    n_div=4,
+    act_cfg=dict(type='ReLU'),
+    drop_path_rate=0.0)
 BLOCK_TO_OFFICIAL = (('partial_conv.conv.', 'spatial_mixing.partial_conv3.'),
-                     ('expand.', 'mlp.0.'), ('norm.', 'mlp.1.'),
-                     ('project.', 'mlp.3.'))
+                     ('expand.', 'mlp.0.'), ('norm.', 'mlp.1.'), ('project.',
+                                                                  'mlp.3.'))
 
 
 def randomize(model):
@@ -103,16 +108,23 @@ def test_official_imagenet_layout(tmp_path):
 
 def test_official_mmdet_layout_with_prefix(tmp_path):
     source = randomize(FasterNet(arch=TINY_ARCH))
-    state = OrderedDict(('backbone.' + k, v) for k, v in to_official(
-        source.state_dict(), with_head=False).items())
+    state = OrderedDict(
+        ('backbone.' + k, v)
+        for k, v in to_official(source.state_dict(), with_head=False).items())
     assert 'backbone.norm6.weight' in state
     state['neck.lateral_convs.0.conv.weight'] = torch.randn(8, 16, 1, 1)
     state['rpn_head.rpn_conv.weight'] = torch.randn(8, 8, 3, 3)
     path = tmp_path / 'mask_rcnn_fasternet_tiny_fpn_1x_coco.pth'
-    torch.save({'meta': {'epoch': 12, 'CLASSES': ('a', 'b')},
-                'state_dict': state}, path)
-    assert_same_features(features(pretrained(path, prefix='backbone.')),
-                         features(source))
+    torch.save(
+        {
+            'meta': {
+                'epoch': 12,
+                'CLASSES': ('a', 'b')
+            },
+            'state_dict': state
+        }, path)
+    assert_same_features(
+        features(pretrained(path, prefix='backbone.')), features(source))
     # Without a prefix, the detector checkpoint's backbone is found too.
     assert_same_features(features(pretrained(path)), features(source))
 
@@ -123,7 +135,8 @@ def test_timm_layout_matches_timm_model(tmp_path):
     path = tmp_path / 'timm_fasternet_t0.pth'
     torch.save(peer.state_dict(), path)
     model = FasterNet(
-        arch='t0', out_norm=False,
+        arch='t0',
+        out_norm=False,
         init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model.init_weights()
     torch.manual_seed(1)
@@ -147,8 +160,10 @@ def test_load_state_dict_accepts_official_keys():
     source = randomize(FasterNet(arch=TINY_ARCH))
     target = FasterNet(arch=TINY_ARCH)
     wrapped = torch.nn.ModuleDict(dict(backbone=target))
-    state = {'backbone.' + k: v for k, v in to_official(
-        source.state_dict(), with_head=False).items()}
+    state = {
+        'backbone.' + k: v
+        for k, v in to_official(source.state_dict(), with_head=False).items()
+    }
     result = wrapped.load_state_dict(state, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     assert_same_features(features(target), features(source))
@@ -159,16 +174,22 @@ def test_convert_tool_writes_our_layout(tmp_path):
     src = tmp_path / 'official.pth'
     dst = tmp_path / 'ours.pth'
     torch.save(to_official(source.state_dict()), src)
-    result = subprocess.run(
-        [sys.executable, str(REPO / 'tools/convert_checkpoint.py'),
-         str(src), str(dst)], capture_output=True, text=True, check=True)
+    result = subprocess.run([
+        sys.executable,
+        str(REPO / 'tools/convert_checkpoint.py'),
+        str(src),
+        str(dst)
+    ],
+                            capture_output=True,
+                            text=True,
+                            check=True)
     assert 'official layout' in result.stdout
     converted = torch.load(dst, weights_only=True)['state_dict']
     assert detect_layout(converted) == 'fasternet_mm'
-    assert not any(k.startswith(('head.', 'avgpool_pre_head.'))
-                   for k in converted)
-    assert_same_features(features(pretrained(dst, out_norm=False)),
-                         features(source))
+    assert not any(
+        k.startswith(('head.', 'avgpool_pre_head.')) for k in converted)
+    assert_same_features(
+        features(pretrained(dst, out_norm=False)), features(source))
 
 
 def test_missing_file_is_named(tmp_path):
@@ -186,8 +207,8 @@ def test_truncated_file_is_reported(tmp_path):
 
 def test_other_arch_names_keys_and_shapes(tmp_path):
     path = tmp_path / 'wider.pth'
-    torch.save(FasterNet(arch=dict(TINY_ARCH, embed_dim=24)).state_dict(),
-               path)
+    torch.save(
+        FasterNet(arch=dict(TINY_ARCH, embed_dim=24)).state_dict(), path)
     with pytest.raises(CheckpointError) as info:
         pretrained(path)
     message = str(info.value)
@@ -196,10 +217,12 @@ def test_other_arch_names_keys_and_shapes(tmp_path):
 
 def test_other_depths_name_the_keys(tmp_path):
     path = tmp_path / 'deeper.pth'
-    torch.save(FasterNet(arch=dict(TINY_ARCH, depths=(1, 2, 3, 1)))
-               .state_dict(), path)
-    with pytest.raises(CheckpointError, match=r'unexpected keys.*'
-                       r'stages\.2\.blocks\.2\.'):
+    torch.save(
+        FasterNet(arch=dict(TINY_ARCH, depths=(1, 2, 3, 1))).state_dict(),
+        path)
+    with pytest.raises(
+            CheckpointError, match=r'unexpected keys.*'
+            r'stages\.2\.blocks\.2\.'):
         pretrained(path)
 
 
@@ -228,10 +251,14 @@ def test_pickled_code_never_runs(tmp_path):
     with pytest.raises(CheckpointError, match='Refused to load'):
         pretrained(path)
     assert not marker.exists()
-    result = subprocess.run(
-        [sys.executable, str(REPO / 'tools/convert_checkpoint.py'),
-         str(path), str(tmp_path / 'out.pth')], capture_output=True,
-        text=True)
+    result = subprocess.run([
+        sys.executable,
+        str(REPO / 'tools/convert_checkpoint.py'),
+        str(path),
+        str(tmp_path / 'out.pth')
+    ],
+                            capture_output=True,
+                            text=True)
     assert result.returncode != 0 and 'Refused to load' in result.stderr
     assert 'Traceback' not in result.stderr
     assert not marker.exists()

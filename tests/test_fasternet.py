@@ -7,10 +7,21 @@ from fasternet_mm.models import FasterNetBlock
 
 ODD_SIZE = (97, 131)
 # Paper Table 1 / PAPER_FACTS.md: backbone plus the ImageNet head.
-PAPER_PARAMS_M = {'t0': 3.9, 't1': 7.6, 't2': 15.0, 's': 31.1, 'm': 53.5,
-                  'l': 93.4}
-TINY_ARCH = dict(embed_dim=16, depths=(1, 1, 2, 1), mlp_ratio=2, n_div=4,
-                 act_cfg=dict(type='GELU'), drop_path_rate=0.1)
+PAPER_PARAMS_M = {
+    't0': 3.9,
+    't1': 7.6,
+    't2': 15.0,
+    's': 31.1,
+    'm': 53.5,
+    'l': 93.4
+}
+TINY_ARCH = dict(
+    embed_dim=16,
+    depths=(1, 1, 2, 1),
+    mlp_ratio=2,
+    n_div=4,
+    act_cfg=dict(type='GELU'),
+    drop_path_rate=0.1)
 
 
 def count_params(module):
@@ -46,17 +57,19 @@ def test_parameter_counts_match_paper(arch):
 
 
 def test_arch_settings_follow_official_code():
-    expected = {'t0': (40, (1, 2, 8, 2), 'GELU', 0.0),
-                't1': (64, (1, 2, 8, 2), 'GELU', 0.02),
-                't2': (96, (1, 2, 8, 2), 'ReLU', 0.05),
-                's': (128, (1, 2, 13, 2), 'ReLU', 0.1),
-                'm': (144, (3, 4, 18, 3), 'ReLU', 0.2),
-                'l': (192, (3, 4, 18, 3), 'ReLU', 0.3)}
+    expected = {
+        't0': (40, (1, 2, 8, 2), 'GELU', 0.0),
+        't1': (64, (1, 2, 8, 2), 'GELU', 0.02),
+        't2': (96, (1, 2, 8, 2), 'ReLU', 0.05),
+        's': (128, (1, 2, 13, 2), 'ReLU', 0.1),
+        'm': (144, (3, 4, 18, 3), 'ReLU', 0.2),
+        'l': (192, (3, 4, 18, 3), 'ReLU', 0.3)
+    }
     for arch, (dim, depths, act, rate) in expected.items():
         parsed = FasterNet.parse_arch(arch)
         assert (parsed['embed_dim'], parsed['depths'],
-                parsed['act_cfg']['type'], parsed['drop_path_rate']) == (
-                    dim, depths, act, rate)
+                parsed['act_cfg']['type'],
+                parsed['drop_path_rate']) == (dim, depths, act, rate)
         assert parsed['mlp_ratio'] == 2 and parsed['n_div'] == 4
 
 
@@ -101,8 +114,8 @@ def test_out_indices_int_negative_and_not_mutated():
 
 def test_out_norm_off_returns_raw_stage_outputs():
     model = FasterNet(arch=TINY_ARCH, out_norm=False).eval()
-    assert not any(name.startswith('norm') for name, _ in
-                   model.named_children())
+    assert not any(
+        name.startswith('norm') for name, _ in model.named_children())
     x = torch.rand(1, 3, 64, 64)
     raw = model.stages[0](model.patch_embed(x))
     assert torch.equal(model(x)[0], raw)
@@ -145,8 +158,10 @@ def test_norm_eval_keeps_batchnorm_statistics():
 ])
 def test_other_norms_build(norm_cfg):
     model = FasterNet(arch=TINY_ARCH, norm_cfg=norm_cfg)
-    expected = {'SyncBN': torch.nn.SyncBatchNorm,
-                'GN': torch.nn.GroupNorm}[norm_cfg['type']]
+    expected = {
+        'SyncBN': torch.nn.SyncBatchNorm,
+        'GN': torch.nn.GroupNorm
+    }[norm_cfg['type']]
     assert isinstance(model.patch_embed.norm, expected)
     assert isinstance(model.stages[1].blocks[0].norm, expected)
     assert isinstance(model.norm3, expected)
@@ -181,17 +196,21 @@ def test_partial_conv_forms_agree_and_do_not_mutate_input():
         pconv.forward_type = form
         outputs[form] = pconv(x)
         assert torch.equal(x, x_copy), f'{form} mutated its input'
-    torch.testing.assert_close(outputs['split_cat'], outputs['slicing'],
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        outputs['split_cat'], outputs['slicing'], rtol=0, atol=0)
     # The untouched channels really are untouched.
     assert torch.equal(outputs['slicing'][:, 8:], x[:, 8:])
 
 
 def test_block_residual_uses_the_unmodified_input():
     torch.manual_seed(0)
-    block = FasterNetBlock(16, n_div=4, mlp_ratio=2, drop_path_rate=0,
-                           norm_cfg=dict(type='BN'),
-                           act_cfg=dict(type='ReLU')).eval()
+    block = FasterNetBlock(
+        16,
+        n_div=4,
+        mlp_ratio=2,
+        drop_path_rate=0,
+        norm_cfg=dict(type='BN'),
+        act_cfg=dict(type='ReLU')).eval()
     # Zero the MLP: the block must then be the identity, whatever PConv does.
     torch.nn.init.zeros_(block.project.weight)
     x = torch.randn(1, 16, 9, 9)
@@ -216,15 +235,14 @@ def test_partial_conv_rejects_unknown_form():
     (dict(arch=dict(TINY_ARCH, depths=(1, 1, 1))), ValueError, 'depths'),
     (dict(arch=dict(TINY_ARCH, n_div=0)), ValueError, 'n_div.*0'),
     (dict(arch=dict(TINY_ARCH, mlp_ratio=-1)), ValueError, 'mlp_ratio.*-1'),
-    (dict(arch=TINY_ARCH, drop_path_rate=1.5), ValueError,
-     r'drop_path_rate.*1\.5'),
-    (dict(arch=TINY_ARCH, out_indices=(0, 4)), ValueError,
-     r'out_indices.*\[-4, 3\].*4'),
-    (dict(arch=TINY_ARCH, out_indices=(1, -3)), ValueError,
-     'more than once'),
+    (dict(arch=TINY_ARCH,
+          drop_path_rate=1.5), ValueError, r'drop_path_rate.*1\.5'),
+    (dict(arch=TINY_ARCH,
+          out_indices=(0, 4)), ValueError, r'out_indices.*\[-4, 3\].*4'),
+    (dict(arch=TINY_ARCH, out_indices=(1, -3)), ValueError, 'more than once'),
     (dict(arch=TINY_ARCH, out_indices=()), TypeError, 'out_indices'),
-    (dict(arch=TINY_ARCH, frozen_stages=5), ValueError,
-     r'frozen_stages.*\[-1, 4\].*5'),
+    (dict(arch=TINY_ARCH,
+          frozen_stages=5), ValueError, r'frozen_stages.*\[-1, 4\].*5'),
     (dict(arch=TINY_ARCH, frozen_stages=-2), ValueError, 'frozen_stages'),
     (dict(arch=TINY_ARCH, in_channels=0), ValueError, 'in_channels'),
 ])
@@ -234,8 +252,8 @@ def test_bad_arguments_are_named(kwargs, error, pattern):
 
 
 def test_arch_dict_overrides():
-    model = FasterNet(arch=dict(TINY_ARCH), act_cfg=dict(type='ReLU'),
-                      drop_path_rate=0.0)
+    model = FasterNet(
+        arch=dict(TINY_ARCH), act_cfg=dict(type='ReLU'), drop_path_rate=0.0)
     assert isinstance(model.stages[0].blocks[0].act, torch.nn.ReLU)
     assert model.arch['drop_path_rate'] == 0.0
 

@@ -4,8 +4,8 @@ Reads the official ImageNet release, the official mmdet 2.x Mask R-CNN
 release (its backbone) or a timm state dict, detects which it is, and writes
 ``{'state_dict': ...}`` with our backbone keys and no classification head:
 
-    python tools/convert_checkpoint.py fasternet_s-epoch.299-val_acc1.81.2840.pth \
-        fasternet_s_mm.pth
+    python tools/convert_checkpoint.py \
+        fasternet_s-epoch.299-val_acc1.81.2840.pth fasternet_s_mm.pth
 """
 import argparse
 import sys
@@ -33,7 +33,9 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         layout, count = convert_checkpoint_file(
-            args.src, args.dst, prefix=args.prefix,
+            args.src,
+            args.dst,
+            prefix=args.prefix,
             trust_pickle=args.trust_pickle)
     except (CheckpointError, FileNotFoundError) as err:
         sys.exit(f'convert_checkpoint: {err}')

@@ -15,7 +15,7 @@ WHEEL_CACHE=${FASTERNET_MM_WHEEL_CACHE:-$HOME/.cache/fasternet_mm/wheels}
 STACK=(
     "setuptools<81" wheel ninja
     "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2"
-    ftfy regex pycocotools timm onnx onnxruntime pytest opencv-python addict yapf
+    ftfy regex pycocotools timm onnx onnxruntime pytest flake8 isort opencv-python addict yapf
 )
 
 here=$(cd "$(dirname "$0")/.." && pwd)

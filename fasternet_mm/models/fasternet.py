@@ -54,9 +54,8 @@ class PartialConv(nn.Module):
                  forward_type: str = 'split_cat') -> None:
         super().__init__()
         if channels // n_div < 1:
-            raise ValueError(
-                f'PartialConv needs channels // n_div >= 1, got '
-                f'channels={channels} and n_div={n_div}')
+            raise ValueError(f'PartialConv needs channels // n_div >= 1, got '
+                             f'channels={channels} and n_div={n_div}')
         self.conv_channels = channels // n_div
         self.untouched_channels = channels - self.conv_channels
         self.conv = nn.Conv2d(
@@ -221,18 +220,42 @@ class FasterNet(BaseModule):
     """
 
     arch_settings = {
-        't0': dict(embed_dim=40, depths=(1, 2, 8, 2),
-                   act_cfg=dict(type='GELU'), drop_path_rate=0.0),
-        't1': dict(embed_dim=64, depths=(1, 2, 8, 2),
-                   act_cfg=dict(type='GELU'), drop_path_rate=0.02),
-        't2': dict(embed_dim=96, depths=(1, 2, 8, 2),
-                   act_cfg=dict(type='ReLU'), drop_path_rate=0.05),
-        's': dict(embed_dim=128, depths=(1, 2, 13, 2),
-                  act_cfg=dict(type='ReLU'), drop_path_rate=0.1),
-        'm': dict(embed_dim=144, depths=(3, 4, 18, 3),
-                  act_cfg=dict(type='ReLU'), drop_path_rate=0.2),
-        'l': dict(embed_dim=192, depths=(3, 4, 18, 3),
-                  act_cfg=dict(type='ReLU'), drop_path_rate=0.3),
+        't0':
+        dict(
+            embed_dim=40,
+            depths=(1, 2, 8, 2),
+            act_cfg=dict(type='GELU'),
+            drop_path_rate=0.0),
+        't1':
+        dict(
+            embed_dim=64,
+            depths=(1, 2, 8, 2),
+            act_cfg=dict(type='GELU'),
+            drop_path_rate=0.02),
+        't2':
+        dict(
+            embed_dim=96,
+            depths=(1, 2, 8, 2),
+            act_cfg=dict(type='ReLU'),
+            drop_path_rate=0.05),
+        's':
+        dict(
+            embed_dim=128,
+            depths=(1, 2, 13, 2),
+            act_cfg=dict(type='ReLU'),
+            drop_path_rate=0.1),
+        'm':
+        dict(
+            embed_dim=144,
+            depths=(3, 4, 18, 3),
+            act_cfg=dict(type='ReLU'),
+            drop_path_rate=0.2),
+        'l':
+        dict(
+            embed_dim=192,
+            depths=(3, 4, 18, 3),
+            act_cfg=dict(type='ReLU'),
+            drop_path_rate=0.3),
     }
     # Shared by every official variant.
     arch_defaults = dict(mlp_ratio=2.0, n_div=4)
@@ -256,8 +279,11 @@ class FasterNet(BaseModule):
         if init_cfg is None:
             init_cfg = [
                 dict(type='TruncNormal', layer='Conv2d', std=0.02),
-                dict(type='Constant', layer=['_BatchNorm', 'GroupNorm'],
-                     val=1, bias=0),
+                dict(
+                    type='Constant',
+                    layer=['_BatchNorm', 'GroupNorm'],
+                    val=1,
+                    bias=0),
             ]
         super().__init__(init_cfg=init_cfg)
         arch = self.parse_arch(arch)
@@ -272,8 +298,8 @@ class FasterNet(BaseModule):
         self.arch = arch
         self.in_channels = in_channels
         self.out_indices = self._normalize_out_indices(out_indices)
-        if not isinstance(frozen_stages, Integral) or not (
-                -1 <= frozen_stages <= self.num_stages):
+        if not isinstance(frozen_stages, Integral) or not (-1 <= frozen_stages
+                                                           <= self.num_stages):
             raise ValueError(
                 f'frozen_stages must be an int in [-1, {self.num_stages}], '
                 f'got {frozen_stages!r}')
@@ -309,8 +335,9 @@ class FasterNet(BaseModule):
             self.stages.append(FasterNetStage(downsample, blocks))
         if out_norm:
             for i in self.out_indices:
-                self.add_module(f'norm{i}',
-                                build_norm_layer(norm_cfg, self.channels[i])[1])
+                self.add_module(
+                    f'norm{i}',
+                    build_norm_layer(norm_cfg, self.channels[i])[1])
         self._freeze_stages()
 
     @classmethod
@@ -323,7 +350,10 @@ class FasterNet(BaseModule):
                     f'Unknown FasterNet arch {arch!r}; choose one of '
                     f'{sorted(cls.arch_settings)} or pass a dict with the '
                     f'keys {cls.arch_keys}')
-            return {**cls.arch_defaults, **copy.deepcopy(cls.arch_settings[key])}
+            return {
+                **cls.arch_defaults,
+                **copy.deepcopy(cls.arch_settings[key])
+            }
         if not isinstance(arch, dict):
             raise TypeError(f'arch must be a str or a dict, got '
                             f'{type(arch).__name__}: {arch!r}')
@@ -344,9 +374,9 @@ class FasterNet(BaseModule):
         if not isinstance(embed_dim, Integral) or embed_dim < 1:
             raise ValueError(f'arch embed_dim must be a positive int, got '
                              f'{embed_dim!r}')
-        if (not isinstance(depths, Sequence)
-                or len(depths) != cls.num_stages
-                or not all(isinstance(d, Integral) and d >= 1 for d in depths)):
+        if (not isinstance(depths, Sequence) or len(depths) != cls.num_stages
+                or not all(isinstance(d, Integral) and d >= 1
+                           for d in depths)):
             raise ValueError(
                 f'arch depths must be {cls.num_stages} positive ints, got '
                 f'{depths!r}')
@@ -357,15 +387,14 @@ class FasterNet(BaseModule):
                              f'{embed_dim}], got {n_div!r}')
         mlp_ratio = arch['mlp_ratio']
         if not isinstance(mlp_ratio, (int, float)) or mlp_ratio <= 0:
-            raise ValueError(
-                f'arch mlp_ratio must be a positive number, got '
-                f'{mlp_ratio!r}')
+            raise ValueError(f'arch mlp_ratio must be a positive number, got '
+                             f'{mlp_ratio!r}')
         rate = arch['drop_path_rate']
         if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
             raise ValueError(
                 f'drop_path_rate must be a number in [0, 1), got {rate!r}')
-        if not isinstance(arch['act_cfg'], dict) or 'type' not in arch[
-                'act_cfg']:
+        if not isinstance(arch['act_cfg'],
+                          dict) or 'type' not in arch['act_cfg']:
             raise ValueError(f'act_cfg must be a dict with a "type" key, got '
                              f'{arch["act_cfg"]!r}')
 
@@ -439,8 +468,9 @@ class FasterNet(BaseModule):
             layout = 'fasternet_mm'  # let the usual missing/unexpected report
         if layout != 'fasternet_mm':
             converted = convert_state_dict(
-                OrderedDict((k, state_dict.pop(full))
-                            for k, full in own.items()), layout)
+                OrderedDict(
+                    (k, state_dict.pop(full)) for k, full in own.items()),
+                layout)
             state_dict.update((prefix + k, v) for k, v in converted.items())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

@@ -1,0 +1,94 @@
+# The `make demo` job: Mask R-CNN with FasterNet-T0 trained from scratch on
+# CPU on the synthetic shapes dataset (fasternet_mm.shapes), in minutes.
+# It keeps the real config's structure and makes the CPU path lean: 256-px
+# images, 128-channel FPN and heads, 2 mask convs, fewer proposals and
+# sampled RoIs.
+_base_ = '../mask_rcnn_fasternet_t0.py'
+
+data_root = 'data/shapes/'
+metainfo = dict(
+    classes=('circle', 'square', 'triangle'),
+    palette=[(220, 20, 60), (0, 128, 255), (60, 180, 75)])
+image_scale = (256, 256)
+channels = 128
+
+model = dict(
+    backbone=dict(init_cfg=None),
+    neck=dict(out_channels=channels),
+    rpn_head=dict(in_channels=channels, feat_channels=channels),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=channels),
+        bbox_head=dict(
+            in_channels=channels, fc_out_channels=256, num_classes=3),
+        mask_roi_extractor=dict(out_channels=channels),
+        mask_head=dict(
+            num_convs=2,
+            in_channels=channels,
+            conv_out_channels=channels,
+            num_classes=3)),
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=600, max_per_img=300),
+        rcnn=dict(sampler=dict(num=128))),
+    test_cfg=dict(
+        rpn=dict(nms_pre=300, max_per_img=100),
+        rcnn=dict(max_per_img=20)))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=image_scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor')),
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        pipeline=train_pipeline))
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        pipeline=test_pipeline))
+test_evaluator = dict(
+    ann_file=data_root + 'annotations/instances_val.json',
+    metric=['bbox', 'segm'])
+# Evaluation is tools/test.py's job: no validation inside training.
+val_dataloader = None
+val_evaluator = None
+val_cfg = None
+
+max_epochs = 12
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=1e-4))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
+         end=100),
+    dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs,
+         milestones=[9, 11], gamma=0.1),
+]
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+log_processor = dict(window_size=10)
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+randomness = dict(seed=0)

@@ -1,0 +1,14 @@
+# Not in the paper: lr 2e-4 and the ImageNet drop-path rate.
+_base_ = './_base_/mask_rcnn_fasternet_fpn_1x_coco.py'
+
+model = dict(
+    backbone=dict(
+        arch='t1',
+        drop_path_rate=0.02,
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://github.com/JierunChen/FasterNet/releases/download/v1.0/'  # noqa: E501
+            'fasternet_t1-epoch.291-val_acc1.76.2180.pth')),
+    neck=dict(in_channels=[64, 128, 256, 512]))
+
+optim_wrapper = dict(optimizer=dict(lr=2e-4))

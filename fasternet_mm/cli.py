@@ -1,0 +1,96 @@
+"""What tools/train.py and tools/test.py share: loading a config with
+mmdet's and mmseg's command-line conventions, and turning known errors into
+one clear line instead of a traceback."""
+import functools
+import os.path as osp
+import sys
+from typing import Any, Callable, Optional
+
+from mmengine.config import Config, ConfigDict, DictAction
+
+from .checkpoint import CheckpointError
+from .preflight import PreflightError
+
+SCOPES = ('mmdet', 'mmseg')
+# Errors whose message is the whole story; anything else keeps its traceback.
+USER_ERRORS = (PreflightError, CheckpointError, FileNotFoundError)
+
+
+def add_common_args(parser) -> None:
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings in the config, key=value; data_root=PATH '
+        'also moves every dataset and evaluator that used the old root')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(path: str, cfg_options: Optional[dict], launcher: str,
+                work_dir: Optional[str]) -> Config:
+    """Read a config, apply ``--cfg-options`` and choose its scope."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Config file not found: {path!r}')
+    cfg = Config.fromfile(path)
+    old_root = cfg.get('data_root')
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if old_root and cfg.get('data_root') != old_root:
+        move_data_root(cfg, old_root, cfg.data_root)
+    scope = cfg.get('default_scope')
+    if scope not in SCOPES:
+        raise PreflightError(
+            f'{path}: default_scope={scope!r}; these tools serve mmdet and '
+            f'mmseg configs, whose default_scope is one of {SCOPES}')
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def move_data_root(cfg: Config, old_root: str, new_root: str) -> None:
+    """Re-point every string that starts with ``old_root`` in the data and
+    evaluator settings: upstream configs copy ``data_root`` into each
+    dataset and into CocoMetric's ``ann_file`` when they are parsed."""
+    new_root = new_root if new_root.endswith(
+        '/') or not old_root.endswith('/') else new_root + '/'
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, str) and node.startswith(old_root):
+            return new_root + node[len(old_root):]
+        if isinstance(node, (dict, ConfigDict)):
+            for key in list(node):
+                node[key] = rewrite(node[key])
+        elif isinstance(node, list):
+            node[:] = [rewrite(item) for item in node]
+        return node
+
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader',
+                'val_evaluator', 'test_evaluator'):
+        if cfg.get(key) is not None:
+            rewrite(cfg[key])
+
+
+def exit_on_user_error(main: Callable) -> Callable:
+    """Run ``main``; print known user errors as one line and exit 1."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except USER_ERRORS as err:
+            prog = osp.basename(sys.argv[0]) if sys.argv else 'fasternet_mm'
+            sys.stderr.write(f'{prog}: error: {err}\n')
+            sys.exit(1)
+
+    return wrapper

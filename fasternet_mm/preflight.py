@@ -1,0 +1,173 @@
+"""Checks that run before a Runner is built, so that a bad config, missing
+data or an unreachable checkpoint fails at once with a message that says
+what to do, instead of minutes later deep inside a library."""
+import json
+import os.path as osp
+from typing import Iterable, List, Optional
+from urllib.parse import urlparse
+
+import torch
+from mmengine.config import Config
+
+from .checkpoint import CheckpointError, read_checkpoint
+from .models import FasterNet
+
+PHASES = ('train', 'test')
+
+
+class PreflightError(RuntimeError):
+    """A problem found in a config or its inputs before any heavy work."""
+
+
+def check_config(cfg: Config, phase: str) -> None:
+    """Run every check for ``phase`` (``'train'`` or ``'test'``)."""
+    if phase not in PHASES:
+        raise ValueError(f'phase must be one of {PHASES}, got {phase!r}')
+    check_model(cfg)
+    loaders = ['train_dataloader', 'val_dataloader'] if phase == 'train' \
+        else ['test_dataloader']
+    if phase == 'train' and cfg.get('val_cfg') is None:
+        loaders.remove('val_dataloader')
+    for loader in loaders:
+        if cfg.get(loader) is not None:
+            check_dataset(cfg[loader].dataset, loader)
+    if phase == 'train':
+        check_backbone_checkpoint(cfg)
+    if cfg.get('load_from'):
+        check_checkpoint_path(cfg.load_from, 'load_from')
+
+
+def _backbone(cfg: Config) -> Optional[dict]:
+    backbone = cfg.get('model', {}).get('backbone')
+    if backbone and str(backbone.get('type', '')).split('.')[-1] == \
+            'FasterNet':
+        return backbone
+    return None
+
+
+def backbone_widths(backbone: dict) -> List[int]:
+    """Channels of the features a FasterNet config returns, in order."""
+    arch = FasterNet.parse_arch(backbone.get('arch', 's'))
+    out_indices = backbone.get('out_indices', (0, 1, 2, 3))
+    if isinstance(out_indices, int):
+        out_indices = [out_indices]
+    indices = sorted(i % FasterNet.num_stages for i in out_indices)
+    return [arch['embed_dim'] * 2**i for i in indices]
+
+
+def check_model(cfg: Config) -> None:
+    """FasterNet-specific config errors: widths and stale pretrained URLs."""
+    backbone = _backbone(cfg)
+    if backbone is None:
+        return
+    model = cfg.model
+    if model.get('pretrained'):
+        raise PreflightError(
+            f'model.pretrained={model.pretrained!r} is left over from the '
+            f'original backbone; mmseg hands it to FasterNet, whose weights '
+            f'it is not. Set model.pretrained=None (e.g. --cfg-options '
+            f'model.pretrained=None) and load FasterNet weights with '
+            f"model.backbone.init_cfg=dict(type='Pretrained', "
+            f"checkpoint=...).")
+    widths = backbone_widths(backbone)
+    for name in ('neck', 'decode_head'):
+        module = model.get(name)
+        if not isinstance(module, dict) or not isinstance(
+                module.get('in_channels'), (list, tuple)):
+            continue
+        in_channels = list(module.in_channels)
+        if in_channels != widths:
+            raise PreflightError(
+                f'model.{name}.in_channels={in_channels} does not match the '
+                f"FasterNet backbone's outputs {widths} (arch="
+                f"{backbone.get('arch', 's')!r}, out_indices="
+                f"{backbone.get('out_indices', (0, 1, 2, 3))}). Set "
+                f'model.{name}.in_channels={widths}.')
+        break  # the decode head reads the neck when there is one
+
+
+def _dataset_roots(dataset: dict) -> Iterable[dict]:
+    """The leaf datasets of wrappers like RepeatDataset/ConcatDataset."""
+    if 'dataset' in dataset:
+        yield from _dataset_roots(dataset.dataset)
+    elif 'datasets' in dataset:
+        for inner in dataset.datasets:
+            yield from _dataset_roots(inner)
+    else:
+        yield dataset
+
+
+def check_dataset(dataset: dict, where: str) -> None:
+    """The data root exists, and a COCO-style annotation file parses."""
+    hint = ('Point to your copy with --cfg-options data_root=/path/to/data/ '
+            '(in the layout the config expects).')
+    for leaf in _dataset_roots(dataset):
+        data_root = leaf.get('data_root') or ''
+        if data_root and not osp.isdir(data_root):
+            raise PreflightError(
+                f'{where}: the dataset root {data_root!r} does not exist '
+                f'(dataset type {leaf.get("type")}). {hint}')
+        ann_file = leaf.get('ann_file')
+        if not ann_file:
+            continue
+        path = ann_file if osp.isabs(ann_file) else osp.join(
+            data_root, ann_file)
+        if not osp.isfile(path):
+            raise PreflightError(
+                f'{where}: the annotation file {path!r} does not exist. '
+                f'{hint}')
+        if path.endswith('.json'):
+            try:
+                with open(path, encoding='utf-8') as f:
+                    json.load(f)
+            except (ValueError, UnicodeDecodeError) as err:
+                raise PreflightError(
+                    f'{where}: the annotation file {path!r} is not valid '
+                    f'JSON ({err}).') from None
+
+
+def _hub_cache_path(url: str) -> str:
+    return osp.join(torch.hub.get_dir(), 'checkpoints',
+                    osp.basename(urlparse(url).path))
+
+
+def check_backbone_checkpoint(cfg: Config) -> None:
+    """The backbone's pretrained weights can be had: a local file exists, or
+    a URL is in torch's hub cache or downloads now (as it would later)."""
+    backbone = _backbone(cfg)
+    init_cfg = backbone.get('init_cfg') if backbone else None
+    if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained':
+        return
+    checkpoint = str(init_cfg.get('checkpoint'))
+    fixes = ('Download it elsewhere and pass its local path with '
+             '--cfg-options model.backbone.init_cfg.checkpoint=/path/to.pth, '
+             'or train from scratch with --cfg-options '
+             'model.backbone.init_cfg=None.')
+    if checkpoint.startswith(('http://', 'https://')):
+        if osp.isfile(_hub_cache_path(checkpoint)):
+            return
+        try:
+            torch.hub.download_url_to_file(
+                checkpoint, _hub_cache_path(checkpoint), progress=False)
+        except OSError as err:
+            raise PreflightError(
+                f'Cannot download the backbone checkpoint {checkpoint} '
+                f'({type(err).__name__}: {err}). {fixes}') from None
+        return
+    if not osp.isfile(checkpoint):
+        raise PreflightError(
+            f'The backbone checkpoint {checkpoint!r} does not exist. {fixes}')
+
+
+def check_checkpoint_path(path: str, what: str) -> None:
+    """A checkpoint given on the command line or as load_from is readable
+    with weights-only loading (a URL is left to the loader)."""
+    if str(path).startswith(('http://', 'https://')):
+        return
+    try:
+        read_checkpoint(path)
+    except FileNotFoundError:
+        raise PreflightError(f'{what}: the checkpoint {path!r} does not '
+                             f'exist.') from None
+    except CheckpointError as err:
+        raise PreflightError(f'{what}: {err}') from None

@@ -1,0 +1,96 @@
+"""Every shipped config loads, builds on CPU and runs one forward."""
+from pathlib import Path
+
+import pytest
+from helpers import SMALL, build, forward_once
+from mmengine.config import Config
+
+from fasternet_mm.preflight import backbone_widths, check_model
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(
+    p.relative_to(REPO).as_posix() for p in (REPO / 'configs').rglob('*.py')
+    if '_base_' not in p.parts)
+
+
+def test_every_config_is_listed():
+    assert 'configs/mask_rcnn_fasternet_s.py' in CONFIGS
+    assert len(CONFIGS) == 16
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_config_builds_and_runs(path):
+    cfg = Config.fromfile(REPO / path)
+    assert cfg.custom_imports == dict(
+        imports=['fasternet_mm'], allow_failed_imports=False)
+    check_model(cfg)
+    model = build(cfg)
+    widths = list(model.backbone.out_channels)
+    assert widths == backbone_widths(cfg.model.backbone)
+    consumer = cfg.model.get('neck') or cfg.model.decode_head
+    assert list(consumer.in_channels) == widths
+    results = forward_once(model, cfg.default_scope)
+    assert len(results) == 1
+    if cfg.default_scope == 'mmdet':
+        assert 'bboxes' in results[0].pred_instances
+    else:
+        assert results[0].pred_sem_seg.data.shape[-2:] == SMALL
+
+
+PAPER_RECIPE = {
+    # arch: (lr, drop_path_rate)
+    't0': (2e-4, 0.0),
+    't1': (2e-4, 0.02),
+    't2': (2e-4, 0.05),
+    's': (2e-4, 0.15),
+    'm': (1e-4, 0.2),
+    'l': (1e-4, 0.3),
+}
+
+
+@pytest.mark.parametrize('arch', list(PAPER_RECIPE))
+def test_mask_rcnn_follows_paper_recipe(arch):
+    cfg = Config.fromfile(REPO / f'configs/mask_rcnn_fasternet_{arch}.py')
+    lr, rate = PAPER_RECIPE[arch]
+    optimizer = cfg.optim_wrapper.optimizer
+    assert (optimizer.type, optimizer.lr, optimizer.weight_decay) == ('AdamW',
+                                                                      lr, 1e-4)
+    assert 'clip_grad' not in cfg.optim_wrapper
+    assert cfg.model.backbone.drop_path_rate == rate
+    assert cfg.train_dataloader.batch_size == 2
+    assert cfg.auto_scale_lr.base_batch_size == 16
+    assert cfg.train_cfg.max_epochs == 12
+    warmup, steps = cfg.param_scheduler
+    assert (warmup.type, warmup.end, warmup.by_epoch) == ('LinearLR', 500,
+                                                          False)
+    assert (steps.type, steps.milestones) == ('MultiStepLR', [8, 11])
+    resize = [t for t in cfg.train_pipeline if t.type == 'Resize'][0]
+    assert resize.scale == (1333, 800) and resize.keep_ratio
+    assert any(t.type == 'RandomFlip' for t in cfg.train_pipeline)
+    assert cfg.val_evaluator.metric == ['bbox', 'segm']
+    assert cfg.val_evaluator.ann_file.endswith('instances_val2017.json')
+    checkpoint = cfg.model.backbone.init_cfg.checkpoint
+    assert checkpoint.startswith(
+        'https://github.com/JierunChen/FasterNet/releases/download/v1.0/'
+        f'fasternet_{arch}-epoch.')
+
+
+@pytest.mark.parametrize('arch', ['s', 'm', 'l'])
+def test_fpn_ade20k_recipe(arch):
+    cfg = Config.fromfile(REPO / f'configs/fpn_fasternet_{arch}_ade20k.py')
+    optimizer = cfg.optim_wrapper.optimizer
+    assert (optimizer.type, optimizer.lr,
+            optimizer.weight_decay) == ('AdamW', 2e-4, 1e-4)
+    assert cfg.train_cfg.max_iters == 40000
+    assert cfg.train_dataloader.batch_size * 8 == 32
+    assert cfg.param_scheduler[0].type == 'PolyLR'
+    assert cfg.crop_size == (512, 512)
+
+
+@pytest.mark.parametrize('arch', ['s', 'm', 'l'])
+def test_upernet_ade20k_recipe(arch):
+    cfg = Config.fromfile(REPO / f'configs/upernet_fasternet_{arch}_ade20k.py')
+    assert cfg.train_cfg.max_iters == 160000
+    assert cfg.optim_wrapper.optimizer.lr == 6e-5
+    assert cfg.model.auxiliary_head.in_channels == \
+        cfg.model.decode_head.in_channels[2]

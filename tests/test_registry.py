@@ -1,0 +1,66 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from fasternet_mm import FasterNet
+
+LIBRARIES = ['mmdet', 'mmseg']
+
+
+@pytest.mark.parametrize('library', LIBRARIES)
+@pytest.mark.parametrize('type_name', ['FasterNet', 'fasternet_mm.FasterNet'])
+def test_builds_from_downstream_registry(library, type_name):
+    registry = pytest.importorskip(f'{library}.registry').MODELS
+    model = registry.build(dict(type=type_name, arch='t0', out_indices=(3, )))
+    assert isinstance(model, FasterNet)
+    assert model.out_indices == (3, )
+
+
+@pytest.mark.parametrize('library', LIBRARIES)
+def test_custom_imports_in_a_config(tmp_path, library):
+    pytest.importorskip(library)
+    config = tmp_path / 'config.py'
+    config.write_text(
+        textwrap.dedent(f"""
+        default_scope = '{library}'
+        custom_imports = dict(imports=['fasternet_mm'],
+                              allow_failed_imports=False)
+        model = dict(type='FasterNet', arch='t0')
+    """))
+    script = textwrap.dedent(f"""
+        from mmengine.config import Config
+        from mmengine.registry import init_default_scope
+        from {library}.registry import MODELS
+        cfg = Config.fromfile({str(config)!r})
+        init_default_scope(cfg.default_scope)
+        model = MODELS.build(cfg.model)
+        print(type(model).__module__, type(model).__name__)
+    """)
+    result = subprocess.run([sys.executable, '-c', script],
+                            capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'fasternet_mm.models.fasternet FasterNet' in result.stdout
+
+
+@pytest.mark.parametrize('hidden, present', [('mmseg', 'mmdet'),
+                                             ('mmdet', 'mmseg')])
+def test_import_with_only_one_library(hidden, present):
+    pytest.importorskip(present)
+    # A None entry in sys.modules makes `import {hidden}` raise ImportError.
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules[{hidden!r}] = None
+        import fasternet_mm
+        from {present}.registry import MODELS
+        model = MODELS.build(dict(type='FasterNet', arch='t0'))
+        print(model.arch['embed_dim'])
+        print(fasternet_mm.register_downstream())
+    """)
+    result = subprocess.run([sys.executable, '-c', script],
+                            capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split('\n')[:2] == ['40', f"['{present}.registry']"]
