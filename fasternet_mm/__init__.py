@@ -6,10 +6,16 @@ registries of mmdet and mmseg, whichever are installed, and as
 ``'fasternet_mm.FasterNet'`` everywhere.
 """
 from .compat import allow_mmengine_checkpoints
+from .hooks import RandomStateHook
 from .models import FasterNet, PartialConv, register_downstream
+from .ops import GatherRoIAlign, register_roi_layers
 from .version import __version__
 
 allow_mmengine_checkpoints()
 register_downstream()
+register_roi_layers()
 
-__all__ = ['FasterNet', 'PartialConv', 'register_downstream', '__version__']
+__all__ = [
+    'FasterNet', 'GatherRoIAlign', 'PartialConv', 'RandomStateHook',
+    'register_downstream', '__version__'
+]

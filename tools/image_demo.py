@@ -60,8 +60,9 @@ def main(argv=None):
             show=False,
             pred_score_thr=args.score_thr,
             out_file=out_file)
-        print(f'{image_path}: {len(result.pred_instances)} instances, '
-              f'drawn to {out_file}')
+        shown = int((result.pred_instances.scores >= args.score_thr).sum())
+        print(f'{image_path}: {shown} instances with score >= '
+              f'{args.score_thr}, drawn to {out_file}')
 
 
 if __name__ == '__main__':

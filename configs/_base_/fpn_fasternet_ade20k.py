@@ -5,6 +5,8 @@
 _base_ = 'mmseg::poolformer/fpn_poolformer_s12_8xb4-40k_ade20k-512x512.py'
 
 custom_imports = dict(imports=['fasternet_mm'], allow_failed_imports=False)
+# Keeps the RNG states in checkpoints, so --resume continues exactly.
+custom_hooks = [dict(type='RandomStateHook')]
 
 model = dict(
     backbone=dict(

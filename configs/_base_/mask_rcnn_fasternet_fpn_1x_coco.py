@@ -5,6 +5,8 @@
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 
 custom_imports = dict(imports=['fasternet_mm'], allow_failed_imports=False)
+# Keeps the RNG states in checkpoints, so --resume continues exactly.
+custom_hooks = [dict(type='RandomStateHook')]
 
 model = dict(
     backbone=dict(

@@ -5,6 +5,8 @@
 _base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'  # noqa: E501
 
 custom_imports = dict(imports=['fasternet_mm'], allow_failed_imports=False)
+# Keeps the RNG states in checkpoints, so --resume continues exactly.
+custom_hooks = [dict(type='RandomStateHook')]
 
 model = dict(
     backbone=dict(

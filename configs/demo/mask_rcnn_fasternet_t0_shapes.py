@@ -1,8 +1,9 @@
 # The `make demo` job: Mask R-CNN with FasterNet-T0 trained from scratch on
 # CPU on the synthetic shapes dataset (fasternet_mm.shapes), in minutes.
 # It keeps the real config's structure and makes the CPU path lean: 256-px
-# images, 128-channel FPN and heads, 2 mask convs, fewer proposals and
-# sampled RoIs.
+# images, 64-channel FPN and heads, 2 mask convs, fewer proposals and
+# sampled RoIs, and GatherRoIAlign (fasternet_mm.ops), which computes
+# mmcv's RoIAlign 5-15x faster on CPU.
 _base_ = '../mask_rcnn_fasternet_t0.py'
 
 data_root = 'data/shapes/'
@@ -10,17 +11,29 @@ metainfo = dict(
     classes=('circle', 'square', 'triangle'),
     palette=[(220, 20, 60), (0, 128, 255), (60, 180, 75)])
 image_scale = (256, 256)
-channels = 128
+channels = 64
 
 model = dict(
     backbone=dict(init_cfg=None),
     neck=dict(out_channels=channels),
     rpn_head=dict(in_channels=channels, feat_channels=channels),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=channels),
+        bbox_roi_extractor=dict(
+            out_channels=channels,
+            roi_layer=dict(
+                _delete_=True,
+                type='GatherRoIAlign',
+                output_size=7,
+                sampling_ratio=2)),
         bbox_head=dict(
             in_channels=channels, fc_out_channels=256, num_classes=3),
-        mask_roi_extractor=dict(out_channels=channels),
+        mask_roi_extractor=dict(
+            out_channels=channels,
+            roi_layer=dict(
+                _delete_=True,
+                type='GatherRoIAlign',
+                output_size=14,
+                sampling_ratio=2)),
         mask_head=dict(
             num_convs=2,
             in_channels=channels,

@@ -1,0 +1,77 @@
+"""MMEngine checkpoints load under torch's weights-only default."""
+import pickle
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer, MessageHub
+from mmengine.runner.checkpoint import _load_checkpoint
+
+from fasternet_mm.compat import history_buffer_getattr
+
+
+def runner_like_checkpoint():
+    hub = MessageHub.get_instance('test_compat')
+    for value in (1.0, np.float64(0.5), np.float32(0.25)):
+        hub.update_scalar('train/loss', value)
+    hub.update_info('iter', 7)
+    return {
+        'meta': {
+            'epoch': 1,
+            'iter': 7,
+            'seed': 0,
+            'dataset_meta': {
+                'classes': ('a', 'b')
+            }
+        },
+        'state_dict': {
+            'w': torch.ones(2)
+        },
+        'message_hub': hub.state_dict(),
+        'param_schedulers': [{
+            'milestones': Counter({
+                8: 1,
+                11: 1
+            })
+        }],
+        'numpy': np.arange(3, dtype=np.int64),
+    }
+
+
+def test_runner_checkpoint_loads_weights_only(tmp_path):
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(runner_like_checkpoint(), path)
+    # torch's default (weights_only=True on torch >= 2.6) and explicit.
+    for loaded in (torch.load(path), torch.load(path, weights_only=True),
+                   _load_checkpoint(str(path))):
+        buffer = loaded['message_hub']['log_scalars']['train/loss']
+        assert isinstance(buffer, HistoryBuffer)
+        assert buffer.mean() == pytest.approx((1.0 + 0.5 + 0.25) / 3)
+        assert loaded['param_schedulers'][0]['milestones'] == Counter({
+            8: 1,
+            11: 1
+        })
+
+
+def test_getattr_stand_in_only_gives_statistics_methods():
+    assert history_buffer_getattr(HistoryBuffer, 'mean') is HistoryBuffer.mean
+    with pytest.raises(pickle.UnpicklingError, match='__init__'):
+        history_buffer_getattr(HistoryBuffer, '__init__')
+    with pytest.raises(pickle.UnpicklingError, match='system'):
+        history_buffer_getattr(torch, 'system')
+
+
+class _GetattrExploit:
+    """Unpickles as getattr(HistoryBuffer, '__init__'), a step towards
+    reaching arbitrary globals."""
+
+    def __reduce__(self):
+        return (getattr, (HistoryBuffer, '__init__'))
+
+
+def test_getattr_gadget_is_refused(tmp_path):
+    path = tmp_path / 'gadget.pth'
+    torch.save({'x': _GetattrExploit()}, path)
+    with pytest.raises(pickle.UnpicklingError, match='Refused getattr'):
+        torch.load(path, weights_only=True)
