@@ -262,3 +262,40 @@ def test_pickled_code_never_runs(tmp_path):
     assert result.returncode != 0 and 'Refused to load' in result.stderr
     assert 'Traceback' not in result.stderr
     assert not marker.exists()
+
+
+def test_official_mask_rcnn_checkpoint_loads_into_our_config(tmp_path):
+    """load_from / tools/test.py with the official mmdet 2 release leaves no
+    key missing or unexpected."""
+    from mmengine.config import Config
+    from mmengine.runner import load_checkpoint
+
+    from helpers import build
+    cfg = Config.fromfile(REPO / 'configs/mask_rcnn_fasternet_t0.py')
+    source = build(cfg)
+    randomize(source.backbone)
+    state = OrderedDict()
+    for key, value in source.state_dict().items():
+        state[key] = value
+    backbone = to_official(
+        OrderedDict((k[len('backbone.'):], v) for k, v in state.items()
+                    if k.startswith('backbone.')),
+        with_head=False)
+    state = OrderedDict([(k, v) for k, v in state.items()
+                         if not k.startswith('backbone.')] +
+                        [('backbone.' + k, v) for k, v in backbone.items()])
+    assert 'backbone.stages.1.reduction.weight' in state
+    assert 'backbone.norm6.running_var' in state
+    path = tmp_path / 'mask_rcnn_fasternet_t0_fpn_1x_coco.pth'
+    torch.save(
+        {
+            'meta': {
+                'epoch': 12,
+                'CLASSES': ('person', 'bicycle')
+            },
+            'state_dict': state
+        }, path)
+    target = build(Config.fromfile(REPO / 'configs/mask_rcnn_fasternet_t0.py'))
+    load_checkpoint(target, str(path), strict=True)  # raises on any mismatch
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(target.state_dict()[key], value, msg=key)

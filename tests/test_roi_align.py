@@ -57,6 +57,8 @@ def test_unsupported_settings_are_named(kwargs, pattern):
 
 def test_mmdet_roi_extractor_builds_it():
     from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')  # other tests may have left mmseg's
     extractor = MODELS.build(
         dict(
             type='SingleRoIExtractor',
