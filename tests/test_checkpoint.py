@@ -267,10 +267,9 @@ def test_pickled_code_never_runs(tmp_path):
 def test_official_mask_rcnn_checkpoint_loads_into_our_config(tmp_path):
     """load_from / tools/test.py with the official mmdet 2 release leaves no
     key missing or unexpected."""
+    from helpers import build
     from mmengine.config import Config
     from mmengine.runner import load_checkpoint
-
-    from helpers import build
     cfg = Config.fromfile(REPO / 'configs/mask_rcnn_fasternet_t0.py')
     source = build(cfg)
     randomize(source.backbone)

@@ -55,7 +55,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     # Kill it inside epoch 2, once epoch 1's checkpoint is complete.
     wait_for(resumed / 'epoch_1.pth', process)
     wait_for(resumed / 'last_checkpoint', process)
-    time.sleep(1.0)
+    time.sleep(0.2)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (resumed / f'epoch_{EPOCHS}.pth').exists()

@@ -1,19 +1,3 @@
 #!/usr/bin/env bash
 # Usage: tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py options]
-# One process per GPU (or per CPU worker) through torchrun. For several
-# nodes set NNODES, NODE_RANK, MASTER_ADDR and MASTER_PORT on each.
-set -euo pipefail
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
-shift 3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python)}
-exec "$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" --master_port="$PORT" \
-    tools/test.py "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"
+exec "$(dirname "$0")/dist_run.sh" "$3" tools/test.py "$1" "$2" "${@:4}"

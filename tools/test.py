@@ -7,6 +7,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from fasternet_mm.cli import add_common_args, exit_on_user_error, load_config
+from fasternet_mm.distributed import init_cpu_distributed
 from fasternet_mm.preflight import check_config
 
 
@@ -74,6 +75,7 @@ def main(argv=None):
             cfg,
             osp.abspath(args.out)
             if cfg.default_scope == 'mmseg' else args.out)
+    init_cpu_distributed(cfg)
     runner = (
         Runner.from_cfg(cfg)
         if 'runner_type' not in cfg else RUNNERS.build(cfg))

@@ -1,0 +1,115 @@
+"""Multi-process training on CPU: torchrun + gloo, with and without SyncBN,
+and the checkpoint it writes evaluated by tools/test.py."""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from fasternet_mm.distributed import AllReduceBatchNorm, convert_sync_batchnorm
+from fasternet_mm.shapes import generate
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _sync_bn_worker(rank, world_size, port, inputs, results):
+    dist.init_process_group(
+        'gloo',
+        init_method=f'tcp://127.0.0.1:{port}',
+        rank=rank,
+        world_size=world_size)
+    torch.manual_seed(0)
+    bn = convert_sync_batchnorm(torch.nn.SyncBatchNorm(3)).train()
+    x = inputs[rank].clone().requires_grad_()
+    out = bn(x)
+    (out * torch.arange(out.numel()).view_as(out)).sum().backward()
+    results[rank] = (out.detach(), x.grad, bn.weight.grad, bn.running_mean,
+                     bn.running_var)
+    dist.destroy_process_group()
+
+
+def test_all_reduce_batchnorm_equals_batchnorm_on_the_whole_batch():
+    inputs = torch.randn(2, 2, 3, 5, 4)  # per rank: N=2, C=3
+    manager = mp.Manager()
+    results = manager.dict()
+    mp.spawn(_sync_bn_worker, args=(2, free_port(), inputs, results), nprocs=2)
+    reference = torch.nn.BatchNorm2d(3).train()
+    x = inputs.reshape(4, 3, 5, 4).clone().requires_grad_()
+    out = reference(x)
+    weights = torch.cat([torch.arange(out.numel() // 2)] * 2).view_as(out)
+    (out * weights).sum().backward()
+    ours = torch.cat([results[0][0], results[1][0]])
+    torch.testing.assert_close(ours, out.detach(), rtol=1e-4, atol=1e-5)
+    grads = torch.cat([results[0][1], results[1][1]])
+    torch.testing.assert_close(grads, x.grad, rtol=1e-4, atol=1e-4)
+    # DDP sums nothing here: each rank holds its share of the weight grad.
+    torch.testing.assert_close(
+        results[0][2] + results[1][2],
+        reference.weight.grad,
+        rtol=1e-4,
+        atol=1e-4)
+    for rank in (0, 1):
+        torch.testing.assert_close(results[rank][3], reference.running_mean)
+        torch.testing.assert_close(results[rank][4], reference.running_var)
+
+
+def test_convert_keeps_parameters():
+    bn = torch.nn.SyncBatchNorm(4)
+    bn.weight.data.fill_(2.0)
+    bn.running_mean.fill_(0.5)
+    converted = convert_sync_batchnorm(torch.nn.Sequential(bn))[0]
+    assert isinstance(converted, AllReduceBatchNorm)
+    assert torch.equal(converted.weight, bn.weight)
+    assert torch.equal(converted.running_mean, bn.running_mean)
+
+
+@pytest.mark.parametrize('norm', ['BN', 'SyncBN'])
+def test_dist_train_two_cpu_processes_then_test(tmp_path, norm):
+    data_root = tmp_path / 'shapes'
+    generate(str(data_root), num_train=8, num_val=2, size=128, seed=3)
+    work_dir = tmp_path / 'work'
+    options = ['--cfg-options', f'data_root={data_root}/']
+    env = dict(os.environ, PORT=str(free_port()))
+    result = subprocess.run([
+        'bash',
+        str(REPO / 'tools/dist_train.sh'),
+        str(CONFIG), '2', '--work-dir',
+        str(work_dir), *options, 'train_cfg.max_epochs=2',
+        'default_hooks.checkpoint.interval=2', 'param_scheduler.1.end=2',
+        f'model.backbone.norm_cfg.type={norm}'
+    ],
+                            capture_output=True,
+                            text=True,
+                            env=env,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert 'Distributed training: True' in log
+    assert 'GPU number: 2' in log  # mmengine's name for the world size
+    assert ('layers all-reduce their statistics over gloo' in log) == (
+        norm == 'SyncBN')
+    checkpoint = work_dir / 'epoch_2.pth'
+    assert checkpoint.exists()
+    result = subprocess.run([
+        sys.executable,
+        str(REPO / 'tools/test.py'),
+        str(CONFIG),
+        str(checkpoint), '--work-dir',
+        str(tmp_path / 'test'), *options
+    ],
+                            capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'coco/bbox_mAP' in result.stdout + result.stderr
