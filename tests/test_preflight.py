@@ -1,0 +1,118 @@
+"""Bad configs and data are reported before any heavy work, in one line."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from fasternet_mm.preflight import (PreflightError, check_checkpoint_path,
+                                    check_config, check_dataset)
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
+
+
+def demo_config(data_root):
+    cfg = Config.fromfile(DEMO)
+    for loader in (cfg.train_dataloader, cfg.test_dataloader):
+        loader.dataset.data_root = str(data_root)
+    return cfg
+
+
+def test_missing_dataset_root_is_named(tmp_path):
+    cfg = demo_config(tmp_path / 'nowhere')
+    with pytest.raises(
+            PreflightError,
+            match=r"dataset root '.*nowhere' does not exist.*"
+            r'--cfg-options data_root='):
+        check_config(cfg, 'train')
+
+
+def test_broken_annotation_json_is_named(tmp_path):
+    (tmp_path / 'annotations').mkdir()
+    (tmp_path / 'annotations/instances_train.json').write_text('{"images": [')
+    cfg = demo_config(tmp_path)
+    with pytest.raises(
+            PreflightError, match=r'instances_train\.json.*not valid JSON'):
+        check_dataset(cfg.train_dataloader.dataset, 'train_dataloader')
+
+
+def test_missing_annotation_file_is_named(tmp_path):
+    cfg = demo_config(tmp_path)
+    with pytest.raises(
+            PreflightError, match=r'instances_train\.json.*does not exist'):
+        check_config(cfg, 'train')
+
+
+def test_unsafe_load_from_is_refused(tmp_path):
+    path = tmp_path / 'evil.pth'
+    torch.save({'x': Path('.')}, path)  # any non-allow-listed class
+    with pytest.raises(PreflightError, match='Refused to load'):
+        check_checkpoint_path(str(path), 'load_from')
+
+
+def run_train(*args, cwd):
+    return subprocess.run(
+        [sys.executable,
+         str(REPO / 'tools/train.py'), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd)
+
+
+def test_mismatched_neck_stops_training_at_once(tmp_path):
+    result = run_train(
+        REPO / 'configs/mask_rcnn_fasternet_s.py',
+        '--cfg-options',
+        'model.backbone.arch=t0',
+        cwd=tmp_path)
+    assert result.returncode == 1
+    assert 'Traceback' not in result.stderr
+    assert ('model.neck.in_channels=[128, 256, 512, 1024] does not match '
+            "the FasterNet backbone's outputs [40, 80, 160, 320]"
+            in result.stderr)
+
+
+def test_broken_json_stops_training_at_once(tmp_path):
+    (tmp_path / 'annotations').mkdir()
+    for split in ('train', 'val'):
+        (tmp_path / f'annotations/instances_{split}.json').write_text(
+            json.dumps({'images': []})[:-3])
+    result = run_train(
+        DEMO, '--cfg-options', f'data_root={tmp_path}/', cwd=tmp_path)
+    assert result.returncode == 1
+    assert 'Traceback' not in result.stderr
+    assert 'not valid JSON' in result.stderr
+
+
+class _Exploit:
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker), ))
+
+
+def test_test_tool_never_runs_pickled_code(tmp_path):
+    from fasternet_mm.shapes import generate
+    generate(str(tmp_path / 'shapes'), num_train=2, num_val=2, size=64)
+    marker = tmp_path / 'pwned'
+    evil = tmp_path / 'epoch_12.pth'
+    torch.save({'state_dict': {}, 'meta': _Exploit(marker)}, evil)
+    result = subprocess.run([
+        sys.executable,
+        str(REPO / 'tools/test.py'),
+        str(DEMO),
+        str(evil), '--cfg-options', f'data_root={tmp_path}/shapes/'
+    ],
+                            capture_output=True,
+                            text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 1
+    assert 'Refused to load' in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not marker.exists()
