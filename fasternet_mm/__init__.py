@@ -6,6 +6,7 @@ registries of mmdet and mmseg, whichever are installed, and as
 ``'fasternet_mm.FasterNet'`` everywhere.
 """
 from .compat import allow_mmengine_checkpoints
+from .deploy import switch_to_deploy
 from .hooks import RandomStateHook
 from .models import FasterNet, PartialConv, register_downstream
 from .ops import GatherRoIAlign, register_roi_layers
@@ -17,5 +18,5 @@ register_roi_layers()
 
 __all__ = [
     'FasterNet', 'GatherRoIAlign', 'PartialConv', 'RandomStateHook',
-    'register_downstream', '__version__'
+    'register_downstream', 'switch_to_deploy', '__version__'
 ]

@@ -75,3 +75,21 @@ def test_getattr_gadget_is_refused(tmp_path):
     torch.save({'x': _GetattrExploit()}, path)
     with pytest.raises(pickle.UnpicklingError, match='Refused getattr'):
         torch.load(path, weights_only=True)
+
+
+def test_stack_versions_that_the_setup_pins():
+    """mmengine imports pkg_resources (gone in setuptools 81); mmdet 3.3 and
+    mmseg 1.2 refuse mmcv >= 2.2; Mask R-CNN needs mmcv's compiled ops."""
+    from importlib.metadata import version
+
+    import mmcv
+    import pkg_resources  # noqa: F401  (what mmengine needs)
+    from mmcv.ops import nms
+    from mmengine.utils import digit_version
+
+    assert digit_version(version('setuptools')) < digit_version('81')
+    assert digit_version('2.0.0') <= digit_version(
+        mmcv.__version__) < digit_version('2.2.0')
+    boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]])
+    _, keep = nms(boxes, torch.tensor([0.9, 0.8]), 0.5)
+    assert keep.tolist() == [0]

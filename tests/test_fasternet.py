@@ -288,3 +288,37 @@ def test_default_init_is_truncated_normal():
     model.init_weights()
     weight = model.stages[2].blocks[0].expand.weight
     assert weight.std().item() == pytest.approx(0.02, rel=0.2)
+
+
+def randomize_norms(model):
+    generator = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator))
+            module.running_var.copy_(torch.rand(n, generator=generator) + .5)
+            module.weight.data.copy_(torch.randn(n, generator=generator))
+            module.bias.data.copy_(torch.randn(n, generator=generator))
+    return model
+
+
+@pytest.mark.parametrize('arch', list(FasterNet.arch_settings))
+def test_deploy_form_equals_training_form(arch):
+    from fasternet_mm import switch_to_deploy
+    torch.manual_seed(0)
+    model = randomize_norms(FasterNet(arch=arch)).eval()
+    x = torch.rand(1, 3, 97, 131)
+    with torch.no_grad():
+        expected = model(x)
+        wrapper = torch.nn.ModuleDict(dict(backbone=model))
+        switch_to_deploy(wrapper)
+        deployed = model(x)
+    assert model.deploy
+    assert not any(
+        isinstance(m, _BatchNorm) for name, m in model.named_modules()
+        if not name.startswith('norm'))
+    for a, b in zip(deployed, expected):
+        error = ((a - b).abs().max() / b.abs().max()).item()
+        assert error <= 1e-4, error
+    with pytest.raises(RuntimeError, match='deploy form'):
+        model.train()

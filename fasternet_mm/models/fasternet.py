@@ -22,6 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..checkpoint import (CheckpointError, convert_state_dict, detect_layout,
                           load_pretrained)
+from ..deploy import fuse_conv_bn
 from ..registry import MODELS
 
 # The smallest input that survives the four downsamplings (4, 2, 2, 2).
@@ -307,6 +308,7 @@ class FasterNet(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.out_norm = out_norm
+        self.deploy = False
 
         embed_dim = arch['embed_dim']
         depths = arch['depths']
@@ -441,6 +443,10 @@ class FasterNet(BaseModule):
                 param.requires_grad = False
 
     def train(self, mode: bool = True) -> 'FasterNet':
+        if mode and self.deploy:
+            raise RuntimeError(
+                'This FasterNet was switched to its deploy form (BN folded '
+                'into convs) and cannot train; build a new one to train')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
@@ -456,6 +462,29 @@ class FasterNet(BaseModule):
             self._is_init = True
             return
         super().init_weights()
+
+    def switch_to_deploy(self) -> None:
+        """Fold every BatchNorm that follows a conv into that conv (patch
+        embedding, merges, and the first 1x1 conv of each block) and put the
+        model in eval mode. The output norms stay: their input also feeds
+        the next stage. Idempotent; load weights before calling it."""
+        if self.deploy:
+            return
+        downsamples = [self.patch_embed] + [
+            stage.downsample for stage in self.stages
+            if stage.downsample is not None
+        ]
+        for layer in downsamples:
+            if isinstance(layer.norm, _BatchNorm):
+                layer.conv = fuse_conv_bn(layer.conv, layer.norm)
+                layer.norm = nn.Identity()
+        for stage in self.stages:
+            for block in stage.blocks:
+                if isinstance(block.norm, _BatchNorm):
+                    block.expand = fuse_conv_bn(block.expand, block.norm)
+                    block.norm = nn.Identity()
+        self.deploy = True
+        self.eval()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Runs before the children load, on every load path (load_from,
