@@ -191,7 +191,7 @@ class FasterNet(BaseModule):
         norm_cfg (dict): Config of every norm layer. Defaults to
             ``dict(type='BN')``.
         act_cfg (dict, optional): Activation inside the blocks. Defaults to
-            the arch's (GELU for t0 and t1, ReLU otherwise).
+            the arch's (GELU for t0 and t1, in-place ReLU otherwise).
         drop_path_rate (float, optional): Stochastic depth rate, growing
             linearly from 0 over all blocks. Defaults to the arch's ImageNet
             rate.
@@ -237,25 +237,25 @@ class FasterNet(BaseModule):
         dict(
             embed_dim=96,
             depths=(1, 2, 8, 2),
-            act_cfg=dict(type='ReLU'),
+            act_cfg=dict(type='ReLU', inplace=True),
             drop_path_rate=0.05),
         's':
         dict(
             embed_dim=128,
             depths=(1, 2, 13, 2),
-            act_cfg=dict(type='ReLU'),
+            act_cfg=dict(type='ReLU', inplace=True),
             drop_path_rate=0.1),
         'm':
         dict(
             embed_dim=144,
             depths=(3, 4, 18, 3),
-            act_cfg=dict(type='ReLU'),
+            act_cfg=dict(type='ReLU', inplace=True),
             drop_path_rate=0.2),
         'l':
         dict(
             embed_dim=192,
             depths=(3, 4, 18, 3),
-            act_cfg=dict(type='ReLU'),
+            act_cfg=dict(type='ReLU', inplace=True),
             drop_path_rate=0.3),
     }
     # Shared by every official variant.
@@ -483,6 +483,9 @@ class FasterNet(BaseModule):
                 if isinstance(block.norm, _BatchNorm):
                     block.expand = fuse_conv_bn(block.expand, block.norm)
                     block.norm = nn.Identity()
+        # Measured on CPU (README): channels-last convs are about 1.25x
+        # faster here; outputs keep their NCHW shape.
+        self.to(memory_format=torch.channels_last)
         self.deploy = True
         self.eval()
 
@@ -521,6 +524,8 @@ class FasterNet(BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self._check_input(x)
+        if self.deploy:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.patch_embed(x)
         outs = []
         for i, stage in enumerate(self.stages):
