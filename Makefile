@@ -5,7 +5,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 export VENV PYTHON TORCH
 
-.PHONY: setup test demo demo-seg lint
+.PHONY: setup test demo demo-seg lint bench
 
 setup:
 	@bash tools/setup_env.sh
@@ -34,3 +34,7 @@ demo-seg: setup
 	$(PY) tools/make_shapes.py data/shapes
 	$(PY) tools/train.py $(SEG_CFG) --work-dir $(SEG_DIR)
 	$(PY) tools/test.py $(SEG_CFG) $$(cat $(SEG_DIR)/last_checkpoint) --work-dir $(SEG_DIR)
+
+# One-process CPU benchmark of FasterNet against timm and ResNet-50 (ratios).
+bench: setup
+	$(PY) tools/benchmark.py --arch $(or $(ARCH),s) --out work_dirs/benchmark

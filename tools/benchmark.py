@@ -1,0 +1,257 @@
+"""Time FasterNet against its peers in one process and print ratios.
+
+Compares, at batch 1: (a) our backbone in training form (eval mode), (b) the
+same after ``switch_to_deploy()``, (c) timm's ``fasternet_*`` with the same
+weights through ``forward_intermediates``, (d) mmdet's ResNet-50; then bf16
+autocast, one training step against timm, and full Mask R-CNN predict with
+FasterNet against ResNet-50. Writes JSON and a latency-vs-parameters plot.
+
+    python tools/benchmark.py --arch s --out work_dirs/benchmark
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+import torch
+from mmengine.registry import MODELS, init_default_scope
+
+from fasternet_mm import switch_to_deploy
+from fasternet_mm.benchmark import (BFloat16Backbone, count_macs, gemm_gflops,
+                                    interleaved_medians, relative_error,
+                                    timm_features, timm_peer)
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--arch', default='s', help='FasterNet arch')
+    parser.add_argument(
+        '--shapes', default='224x224,800x1216', help='HxW,HxW,...')
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--out', default='work_dirs/benchmark')
+    parser.add_argument(
+        '--skip-detector', action='store_true', help='no Mask R-CNN timing')
+    parser.add_argument(
+        '--skip-train', action='store_true', help='no training-step timing')
+    return parser.parse_args(argv)
+
+
+def params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def backbone_section(args, shape, gemm, report):
+    peer, ours = timm_peer(args.arch)
+    deployed = timm_peer(args.arch)[1]
+    deployed.load_state_dict(ours.state_dict())
+    switch_to_deploy(deployed)
+    from mmdet.models.backbones import ResNet
+    resnet = ResNet(depth=50)
+    resnet.eval()  # mmdet's ResNet.train() returns None
+    image = torch.rand(1, 3, *shape)
+    peer_run = timm_features(peer)
+    cases = {
+        'ours': lambda: ours(image),
+        'ours_deploy': lambda: deployed(image),
+        'timm': lambda: peer_run(image),
+        'resnet50': lambda: resnet(image),
+    }
+
+    def bf16(run):
+
+        def wrapped():
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                return run()
+
+        return wrapped
+
+    cases['ours_deploy_bf16'] = bf16(cases['ours_deploy'])
+    cases['timm_bf16'] = bf16(cases['timm'])
+    with torch.no_grad():
+        seconds = interleaved_medians(cases, args.repeats)
+        reference = peer_run(image)
+        errors = {
+            'ours_vs_timm':
+            relative_error(ours(image), reference),
+            'deploy_vs_timm':
+            relative_error(deployed(image), reference),
+            'deploy_bf16_vs_fp32':
+            relative_error(cases['ours_deploy_bf16'](), deployed(image)),
+        }
+    macs = count_macs(ours, image)
+    achieved = 2 * macs / seconds['ours_deploy'] / 1e9
+    key = f'{shape[0]}x{shape[1]}'
+    report['backbone'][key] = dict(
+        ms={
+            k: v * 1e3
+            for k, v in seconds.items()
+        },
+        ratio_vs_timm_fp32={
+            k: seconds['timm'] / v
+            for k, v in seconds.items()
+        },
+        errors=errors,
+        gmacs=macs / 1e9,
+        deploy_gflops_per_s=achieved,
+        deploy_fraction_of_gemm=achieved / gemm,
+        params_m={
+            'ours': params(ours) / 1e6,
+            'timm': params(peer) / 1e6,
+            'resnet50': params(resnet) / 1e6
+        })
+    print(f'\n== backbone, batch 1, {key} ({macs / 1e9:.1f} GMACs) ==')
+    for name, value in seconds.items():
+        print(f'{name:18s} {value * 1e3:9.1f} ms   timm_fp32 / this = '
+              f"{seconds['timm'] / value:5.2f}")
+    print(f'deploy fp32: {achieved:.0f} GFLOP/s = '
+          f'{achieved / gemm:.0%} of the fp32 GEMM rate')
+    print('max relative error: ' + ', '.join(f'{k} {v:.1e}'
+                                             for k, v in errors.items()))
+
+
+def train_section(args, shape, report):
+    peer, ours = timm_peer(args.arch)
+    peer.train()
+    ours.train()
+    image = torch.rand(1, 3, *shape)
+
+    def step(run):
+
+        def wrapped():
+            sum(f.float().mean() for f in run(image)).backward()
+
+        return wrapped
+
+    seconds = interleaved_medians(
+        {
+            'ours': step(ours),
+            'timm': step(timm_features(peer))
+        }, max(args.repeats // 2, 2))
+    key = f'{shape[0]}x{shape[1]}'
+    report['train_step'][key] = dict(
+        ms={
+            k: v * 1e3
+            for k, v in seconds.items()
+        },
+        timm_over_ours=seconds['timm'] / seconds['ours'])
+    print(f'\n== training step (forward + backward), {key} ==')
+    print(f"ours {seconds['ours'] * 1e3:.0f} ms, timm "
+          f"{seconds['timm'] * 1e3:.0f} ms: timm / ours = "
+          f"{seconds['timm'] / seconds['ours']:.2f}")
+
+
+def detector_section(args, report):
+    from mmdet.structures import DetDataSample
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+    init_default_scope('mmdet')
+    shape = (800, 1216)
+    models = {}
+    for name, path in [
+        ('fasternet',
+         osp.join(REPO, f'configs/mask_rcnn_fasternet_{args.arch}.py')),
+        ('resnet50', None)
+    ]:
+        if path is None:
+            cfg = Config.fromstring(
+                "_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'\n",
+                file_format='.py')
+            cfg.model.backbone.init_cfg = None
+        else:
+            cfg = Config.fromfile(path)
+            cfg.model.backbone.init_cfg = None
+        models[name] = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
+    switch_to_deploy(models['fasternet'])
+    meta = dict(
+        img_shape=shape,
+        ori_shape=shape,
+        pad_shape=shape,
+        batch_input_shape=shape,
+        scale_factor=(1.0, 1.0))
+    image = torch.rand(1, 3, *shape)
+
+    def predict(model, bf16_backbone=False):
+        fp32_backbone = model.backbone
+        bf16 = BFloat16Backbone(fp32_backbone)
+
+        def run():
+            model.backbone = bf16 if bf16_backbone else fp32_backbone
+            return model(image, [DetDataSample(metainfo=meta)], mode='predict')
+
+        return run
+
+    cases = {f'{n}': predict(m) for n, m in models.items()}
+    cases.update({f'{n}_bf16': predict(m, True) for n, m in models.items()})
+    with torch.no_grad():
+        seconds = interleaved_medians(cases, max(args.repeats // 2, 2))
+    for model in models.values():  # restore the fp32 backbones
+        if isinstance(model.backbone, BFloat16Backbone):
+            model.backbone = model.backbone.backbone
+    report['mask_rcnn_predict'] = dict(
+        ms={
+            k: v * 1e3
+            for k, v in seconds.items()
+        },
+        fasternet_over_resnet50=seconds['fasternet'] / seconds['resnet50'],
+        fasternet_bf16_over_resnet50=seconds['fasternet_bf16'] /
+        seconds['resnet50'])
+    print('\n== Mask R-CNN predict, 800x1216, random weights '
+          '(_bf16: backbone in bf16, heads in fp32) ==')
+    for name, value in seconds.items():
+        print(f'{name:16s} {value * 1e3:9.1f} ms   / resnet50 fp32 = '
+              f"{value / seconds['resnet50']:.2f}")
+
+
+def plot(report, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    key = list(report['backbone'])[-1]
+    entry = report['backbone'][key]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    params_m = entry['params_m']
+    for name, ms in entry['ms'].items():
+        owner = 'resnet50' if name.startswith('resnet') else (
+            'timm' if name.startswith('timm') else 'ours')
+        ax.scatter(params_m[owner], ms, label=name)
+    ax.set_xlabel('backbone parameters (M)')
+    ax.set_ylabel(f'latency at batch 1, {key} (ms)')
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    shapes = [
+        tuple(int(v) for v in s.split('x')) for s in args.shapes.split(',')
+    ]
+    os.makedirs(args.out, exist_ok=True)
+    gemm = gemm_gflops(torch.float32)
+    gemm_bf16 = gemm_gflops(torch.bfloat16)
+    report = dict(
+        arch=args.arch,
+        threads=torch.get_num_threads(),
+        gemm_gflops_per_s=dict(fp32=gemm, bf16=gemm_bf16),
+        backbone={},
+        train_step={})
+    print(f'FasterNet-{args.arch.upper()}, {torch.get_num_threads()} '
+          f'threads; GEMM: fp32 {gemm:.0f} GFLOP/s, bf16 {gemm_bf16:.0f} '
+          f'GFLOP/s')
+    for shape in shapes:
+        backbone_section(args, shape, gemm, report)
+    if not args.skip_train:
+        train_section(args, shapes[-1], report)
+    if not args.skip_detector:
+        detector_section(args, report)
+    with open(osp.join(args.out, 'benchmark.json'), 'w') as f:
+        json.dump(report, f, indent=2)
+    plot(report, osp.join(args.out, 'latency_vs_params.png'))
+    print(f'\nwrote {args.out}/benchmark.json and latency_vs_params.png')
+
+
+if __name__ == '__main__':
+    main()
