@@ -91,10 +91,7 @@ def test_structure_has_no_conv_bias_and_quarter_pconv():
 
 def test_drop_path_grows_linearly_to_the_rate():
     model = FasterNet(arch='s', drop_path_rate=0.15)
-    rates = [
-        getattr(b.drop_path, 'drop_prob', 0.0) for s in model.stages
-        for b in s.blocks
-    ]
+    rates = [b.drop_path_rate for s in model.stages for b in s.blocks]
     assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.15)
     assert rates == sorted(rates)
 
@@ -315,10 +312,33 @@ def test_deploy_form_equals_training_form(arch):
         deployed = model(x)
     assert model.deploy
     assert not any(
-        isinstance(m, _BatchNorm) for name, m in model.named_modules()
-        if not name.startswith('norm'))
+        isinstance(m, _BatchNorm)
+        for name, m in model.named_modules() if not name.startswith('norm'))
     for a, b in zip(deployed, expected):
         error = ((a - b).abs().max() / b.abs().max()).item()
         assert error <= 1e-4, error
     with pytest.raises(RuntimeError, match='deploy form'):
         model.train()
+
+
+def test_drop_path_drops_whole_samples_and_keeps_the_mean():
+    torch.manual_seed(0)
+    block = FasterNetBlock(
+        8,
+        n_div=4,
+        mlp_ratio=2,
+        drop_path_rate=0.5,
+        norm_cfg=dict(type='BN'),
+        act_cfg=dict(type='ReLU')).train()
+    x = torch.randn(4000, 8, 3, 3)
+    residual = block._residual(x).detach()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        out = block(x)
+    # Each sample gets either x (dropped) or x + 2 * residual (kept).
+    kept = (out - x).flatten(1).abs().sum(1) > 0
+    torch.testing.assert_close((out - x)[kept], 2 * residual[kept])
+    assert 0.45 < kept.float().mean().item() < 0.55
+    block.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), x + block._residual(x))

@@ -16,7 +16,6 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
-from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -99,7 +98,8 @@ class FasterNetBlock(nn.Module):
         channels (int): Number of input and output channels.
         n_div (int): PConv convolves ``channels // n_div`` channels.
         mlp_ratio (float): Hidden width of the MLP relative to ``channels``.
-        drop_path_rate (float): Stochastic depth rate of this block.
+        drop_path_rate (float): Stochastic depth rate of this block: the
+            probability of dropping its residual branch for a sample.
         norm_cfg (dict): Config of the norm layer inside the MLP.
         act_cfg (dict): Config of the activation inside the MLP.
         with_cp (bool): Use gradient checkpointing. Defaults to False.
@@ -121,8 +121,7 @@ class FasterNetBlock(nn.Module):
         self.norm = build_norm_layer(norm_cfg, hidden_channels)[1]
         self.act = build_activation_layer(act_cfg)
         self.project = nn.Conv2d(hidden_channels, channels, 1, bias=False)
-        self.drop_path = (
-            DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity())
+        self.drop_path_rate = drop_path_rate
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
         x = self.partial_conv(x)
@@ -133,7 +132,14 @@ class FasterNetBlock(nn.Module):
             residual = cp.checkpoint(self._residual, x, use_reentrant=False)
         else:
             residual = self._residual(x)
-        return x + self.drop_path(residual)
+        if self.training and self.drop_path_rate > 0:
+            # Stochastic depth: drop the whole residual branch of a sample
+            # with probability drop_path_rate, scale the kept ones up. One
+            # fused multiply-add instead of separate scale, mask and add.
+            keep = 1 - self.drop_path_rate
+            mask = x.new_empty((x.shape[0], ) + (1, ) * (x.dim() - 1))
+            return torch.addcmul(x, residual, mask.bernoulli_(keep).div_(keep))
+        return x + residual
 
 
 class ConvDownsample(nn.Module):
@@ -471,8 +477,8 @@ class FasterNet(BaseModule):
         if self.deploy:
             return
         downsamples = [self.patch_embed] + [
-            stage.downsample for stage in self.stages
-            if stage.downsample is not None
+            stage.downsample
+            for stage in self.stages if stage.downsample is not None
         ]
         for layer in downsamples:
             if isinstance(layer.norm, _BatchNorm):

@@ -1,0 +1,38 @@
+import pytest
+import torch
+
+from fasternet_mm.benchmark import (BFloat16Backbone, interleaved_medians,
+                                    relative_error, timm_peer)
+
+
+def test_interleaved_medians_rotates_the_order():
+    calls = []
+    medians = interleaved_medians(
+        {
+            'a': lambda: calls.append('a'),
+            'b': lambda: calls.append('b')
+        },
+        repeats=3,
+        warmup=1)
+    assert calls == ['a', 'b', 'a', 'b', 'b', 'a', 'a', 'b']
+    assert set(medians) == {'a', 'b'} and all(v >= 0 for v in medians.values())
+
+
+def test_relative_error():
+    ref = (torch.tensor([1.0, -4.0]), )
+    assert relative_error((torch.tensor([1.0, -3.0]), ), ref) == 0.25
+
+
+def test_timm_peer_has_the_same_weights():
+    pytest.importorskip('timm')
+    peer, ours = timm_peer('t0')
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        theirs = peer.forward_intermediates(x, intermediates_only=True)
+        assert relative_error(ours(x), theirs) < 1e-6
+
+
+def test_bf16_backbone_hands_on_fp32():
+    _, ours = timm_peer('t0')
+    outputs = BFloat16Backbone(ours)(torch.rand(1, 3, 64, 64))
+    assert all(o.dtype == torch.float32 for o in outputs)
