@@ -81,6 +81,19 @@ def move_data_root(cfg: Config, old_root: str, new_root: str) -> None:
             rewrite(cfg[key])
 
 
+def build_runner(cfg: Config):
+    """The Runner for a config, as mmdet's and mmseg's tools build it; on a
+    CPU-only machine a ``pytorch`` launch first starts gloo."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    from .distributed import init_cpu_distributed
+    init_cpu_distributed(cfg)
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
 def exit_on_user_error(main: Callable) -> Callable:
     """Run ``main``; print known user errors as one line and exit 1."""
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import Exploit, randomize_norms
 
 from fasternet_mm import FasterNet
 from fasternet_mm.checkpoint import (CheckpointError, convert_state_dict,
@@ -27,19 +28,6 @@ TINY_ARCH = dict(
 BLOCK_TO_OFFICIAL = (('partial_conv.conv.', 'spatial_mixing.partial_conv3.'),
                      ('expand.', 'mlp.0.'), ('norm.', 'mlp.1.'), ('project.',
                                                                   'mlp.3.'))
-
-
-def randomize(model):
-    """Give every norm non-trivial statistics so that loading them counts."""
-    generator = torch.Generator().manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator))
-            module.running_var.copy_(torch.rand(n, generator=generator) + .5)
-            module.weight.data.copy_(torch.randn(n, generator=generator))
-            module.bias.data.copy_(torch.randn(n, generator=generator))
-    return model.eval()
 
 
 def block_key(rest):
@@ -93,7 +81,7 @@ def pretrained(path, prefix=None, **model_kwargs):
 
 
 def test_official_imagenet_layout(tmp_path):
-    source = randomize(FasterNet(arch=TINY_ARCH, out_norm=False))
+    source = randomize_norms(FasterNet(arch=TINY_ARCH, out_norm=False))
     official = to_official(source.state_dict())
     assert detect_layout(official) == 'official'
     path = tmp_path / 'fasternet_tiny-epoch.1-val_acc1.0.pth'
@@ -107,7 +95,7 @@ def test_official_imagenet_layout(tmp_path):
 
 
 def test_official_mmdet_layout_with_prefix(tmp_path):
-    source = randomize(FasterNet(arch=TINY_ARCH))
+    source = randomize_norms(FasterNet(arch=TINY_ARCH))
     state = OrderedDict(
         ('backbone.' + k, v)
         for k, v in to_official(source.state_dict(), with_head=False).items())
@@ -131,7 +119,7 @@ def test_official_mmdet_layout_with_prefix(tmp_path):
 
 def test_timm_layout_matches_timm_model(tmp_path):
     timm = pytest.importorskip('timm')
-    peer = randomize(timm.create_model('fasternet_t0', pretrained=False))
+    peer = randomize_norms(timm.create_model('fasternet_t0', pretrained=False))
     path = tmp_path / 'timm_fasternet_t0.pth'
     torch.save(peer.state_dict(), path)
     model = FasterNet(
@@ -157,7 +145,7 @@ def test_ours_passes_through_and_conversion_is_idempotent():
 
 def test_load_state_dict_accepts_official_keys():
     """load_from and load_checkpoint go through load_state_dict."""
-    source = randomize(FasterNet(arch=TINY_ARCH))
+    source = randomize_norms(FasterNet(arch=TINY_ARCH))
     target = FasterNet(arch=TINY_ARCH)
     wrapped = torch.nn.ModuleDict(dict(backbone=target))
     state = {
@@ -170,7 +158,7 @@ def test_load_state_dict_accepts_official_keys():
 
 
 def test_convert_tool_writes_our_layout(tmp_path):
-    source = randomize(FasterNet(arch=TINY_ARCH, out_norm=False))
+    source = randomize_norms(FasterNet(arch=TINY_ARCH, out_norm=False))
     src = tmp_path / 'official.pth'
     dst = tmp_path / 'ours.pth'
     torch.save(to_official(source.state_dict()), src)
@@ -234,20 +222,11 @@ def test_unrelated_model_is_refused(tmp_path):
         pretrained(path)
 
 
-class _Exploit:
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (Path(self.marker), ))
-
-
 def test_pickled_code_never_runs(tmp_path):
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
     state = FasterNet(arch=TINY_ARCH).state_dict()
-    torch.save({'state_dict': state, 'payload': _Exploit(marker)}, path)
+    torch.save({'state_dict': state, 'payload': Exploit(marker)}, path)
     with pytest.raises(CheckpointError, match='Refused to load'):
         pretrained(path)
     assert not marker.exists()
@@ -272,7 +251,7 @@ def test_official_mask_rcnn_checkpoint_loads_into_our_config(tmp_path):
     from mmengine.runner import load_checkpoint
     cfg = Config.fromfile(REPO / 'configs/mask_rcnn_fasternet_t0.py')
     source = build(cfg)
-    randomize(source.backbone)
+    randomize_norms(source.backbone)
     state = OrderedDict()
     for key, value in source.state_dict().items():
         state[key] = value

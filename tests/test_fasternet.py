@@ -1,5 +1,6 @@
 import pytest
 import torch
+from helpers import randomize_norms
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fasternet_mm import FasterNet, PartialConv
@@ -285,18 +286,6 @@ def test_default_init_is_truncated_normal():
     model.init_weights()
     weight = model.stages[2].blocks[0].expand.weight
     assert weight.std().item() == pytest.approx(0.02, rel=0.2)
-
-
-def randomize_norms(model):
-    generator = torch.Generator().manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, _BatchNorm):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator))
-            module.running_var.copy_(torch.rand(n, generator=generator) + .5)
-            module.weight.data.copy_(torch.randn(n, generator=generator))
-            module.bias.data.copy_(torch.randn(n, generator=generator))
-    return model
 
 
 @pytest.mark.parametrize('arch', list(FasterNet.arch_settings))

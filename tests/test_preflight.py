@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import Exploit
 from mmengine.config import Config
 
 from fasternet_mm.preflight import (PreflightError, check_checkpoint_path,
@@ -88,21 +89,12 @@ def test_broken_json_stops_training_at_once(tmp_path):
     assert 'not valid JSON' in result.stderr
 
 
-class _Exploit:
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (Path(self.marker), ))
-
-
 def test_test_tool_never_runs_pickled_code(tmp_path):
     from fasternet_mm.shapes import generate
     generate(str(tmp_path / 'shapes'), num_train=2, num_val=2, size=64)
     marker = tmp_path / 'pwned'
     evil = tmp_path / 'epoch_12.pth'
-    torch.save({'state_dict': {}, 'meta': _Exploit(marker)}, evil)
+    torch.save({'state_dict': {}, 'meta': Exploit(marker)}, evil)
     result = subprocess.run([
         sys.executable,
         str(REPO / 'tools/test.py'),

@@ -3,11 +3,8 @@ config; the flags follow mmdet's and mmseg's tools/test.py."""
 import argparse
 import os.path as osp
 
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
-from fasternet_mm.cli import add_common_args, exit_on_user_error, load_config
-from fasternet_mm.distributed import init_cpu_distributed
+from fasternet_mm.cli import (add_common_args, build_runner,
+                              exit_on_user_error, load_config)
 from fasternet_mm.preflight import check_config
 
 
@@ -75,10 +72,7 @@ def main(argv=None):
             cfg,
             osp.abspath(args.out)
             if cfg.default_scope == 'mmseg' else args.out)
-    init_cpu_distributed(cfg)
-    runner = (
-        Runner.from_cfg(cfg)
-        if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = build_runner(cfg)
     runner.test()
 
 

@@ -6,11 +6,8 @@ widths are reported before the Runner is built.
 """
 import argparse
 
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
-from fasternet_mm.cli import add_common_args, exit_on_user_error, load_config
-from fasternet_mm.distributed import init_cpu_distributed
+from fasternet_mm.cli import (add_common_args, build_runner,
+                              exit_on_user_error, load_config)
 from fasternet_mm.preflight import PreflightError, check_config
 
 
@@ -55,10 +52,7 @@ def main(argv=None):
         cfg.resume = True
         cfg.load_from = args.resume
     check_config(cfg, 'train')
-    init_cpu_distributed(cfg)
-    runner = (
-        Runner.from_cfg(cfg)
-        if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = build_runner(cfg)
     runner.train()
 
 
