@@ -7,7 +7,7 @@ registries of mmdet and mmseg, whichever are installed, and as
 """
 from .compat import allow_mmengine_checkpoints
 from .deploy import switch_to_deploy
-from .hooks import RandomStateHook
+from .hooks import DeployHook, RandomStateHook
 from .models import FasterNet, PartialConv, register_downstream
 from .ops import GatherRoIAlign, register_roi_layers
 from .version import __version__
@@ -17,6 +17,6 @@ register_downstream()
 register_roi_layers()
 
 __all__ = [
-    'FasterNet', 'GatherRoIAlign', 'PartialConv', 'RandomStateHook',
-    'register_downstream', 'switch_to_deploy', '__version__'
+    'DeployHook', 'FasterNet', 'GatherRoIAlign', 'PartialConv',
+    'RandomStateHook', 'register_downstream', 'switch_to_deploy', '__version__'
 ]

@@ -36,20 +36,42 @@ def interleaved_medians(cases: Dict[str, Callable[[], object]],
 
 
 def gemm_gflops(dtype: torch.dtype = torch.float32,
-                size: int = 2048,
-                repeats: int = 7,
+                sizes: Sequence[int] = (2048, 3072, 4096),
+                repeats: int = 5,
                 device: str = 'cpu') -> float:
-    """This machine's matrix-multiply rate in GFLOP/s (2 n^3 per product)."""
-    a = torch.rand(size, size, device=device).to(dtype)
-    b = torch.rand(size, size, device=device).to(dtype)
+    """This machine's matrix-multiply rate in GFLOP/s (2 n^3 per product):
+    the best median over a few square sizes, since small products
+    understate the peak."""
 
-    def product():
-        a @ b
-        if device != 'cpu':
-            torch.cuda.synchronize()
+    def rate(size):
+        a = torch.rand(size, size, device=device).to(dtype)
+        b = torch.rand(size, size, device=device).to(dtype)
 
-    seconds = interleaved_medians({'gemm': product}, repeats, warmup=2)
-    return 2 * size**3 / seconds['gemm'] / 1e9
+        def product():
+            a @ b
+            if device != 'cpu':
+                torch.cuda.synchronize()
+
+        seconds = interleaved_medians({'gemm': product}, repeats, warmup=1)
+        return 2 * size**3 / seconds['gemm'] / 1e9
+
+    return max(rate(size) for size in sizes)
+
+
+def saved_activation_bytes(run: Callable[[], object]) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of
+    ``run()`` (unique storages): the activation memory of a training step,
+    which is what differs between two implementations of one network."""
+    storages: Dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        run()
+    return sum(storages.values())
 
 
 def count_macs(model: nn.Module, image: torch.Tensor) -> int:
@@ -84,17 +106,3 @@ def timm_peer(arch: str) -> Tuple[nn.Module, FasterNet]:
 def timm_features(peer: nn.Module) -> Callable:
     """Stage features, as mmseg/mmpretrain's TIMMBackbone would give."""
     return lambda x: peer.forward_intermediates(x, intermediates_only=True)
-
-
-class BFloat16Backbone(nn.Module):
-    """Runs a backbone under CPU bf16 autocast and hands fp32 features on,
-    so that the heads (and mmcv's fp32-only NMS) stay in fp32."""
-
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, x: torch.Tensor):
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            features = self.backbone(x)
-        return tuple(f.float() for f in features)

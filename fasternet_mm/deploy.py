@@ -49,3 +49,25 @@ def switch_to_deploy(model: nn.Module) -> nn.Module:
         if callable(getattr(module, 'switch_to_deploy', None)):
             module.switch_to_deploy()
     return model.eval()
+
+
+class BFloat16Backbone(nn.Module):
+    """Runs a backbone under CPU bf16 autocast and hands fp32 features on,
+    so that the heads (and mmcv's fp32-only NMS) stay in fp32."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            features = self.backbone(x)
+        return tuple(f.float() for f in features)
+
+
+def use_bf16_backbone(model: nn.Module) -> nn.Module:
+    """Run ``model.backbone`` (a detector's or segmentor's) in bf16; the
+    rest stays fp32. Returns the model."""
+    if not isinstance(model.backbone, BFloat16Backbone):
+        model.backbone = BFloat16Backbone(model.backbone)
+    return model

@@ -1,10 +1,14 @@
-"""Hooks that make interrupted training resume exactly."""
+"""Hooks: exact resumption of interrupted training, and deploy-form
+testing."""
 import random
 
 import numpy as np
 import torch
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+
+from .deploy import switch_to_deploy, use_bf16_backbone
 
 
 @HOOKS.register_module()
@@ -39,3 +43,31 @@ class RandomStateHook(Hook):
         name, keys, *rest = states['numpy']
         np.random.set_state((name, keys.numpy(), *rest))
         random.setstate(states['python'])
+
+
+@HOOKS.register_module()
+class DeployHook(Hook):
+    """Before testing, switch the model to its deploy form and/or run its
+    backbone in bf16 (``tools/test.py --deploy/--bf16``).
+
+    Args:
+        deploy (bool): Fold BN into convs (``fasternet_mm.switch_to_deploy``).
+        bf16_backbone (bool): Run the backbone under bf16 autocast; the
+            neck and heads stay fp32.
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self,
+                 deploy: bool = True,
+                 bf16_backbone: bool = False) -> None:
+        self.deploy = deploy
+        self.bf16_backbone = bf16_backbone
+
+    def before_test(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        if self.deploy:
+            switch_to_deploy(model)
+        if self.bf16_backbone:
+            use_bf16_backbone(model)

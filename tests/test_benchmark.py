@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from fasternet_mm.benchmark import (BFloat16Backbone, interleaved_medians,
-                                    relative_error, timm_peer)
+from fasternet_mm.benchmark import (interleaved_medians, relative_error,
+                                    timm_peer)
+from fasternet_mm.deploy import BFloat16Backbone
 
 
 def test_interleaved_medians_rotates_the_order():
@@ -36,3 +37,10 @@ def test_bf16_backbone_hands_on_fp32():
     _, ours = timm_peer('t0')
     outputs = BFloat16Backbone(ours)(torch.rand(1, 3, 64, 64))
     assert all(o.dtype == torch.float32 for o in outputs)
+
+
+def test_saved_activation_bytes_counts_what_backward_keeps():
+    from fasternet_mm.benchmark import saved_activation_bytes
+    x = torch.rand(1000, requires_grad=True)
+    # sin saves its input (x: 4000 bytes); the sum saves nothing large.
+    assert saved_activation_bytes(lambda: x.sin().sum()) == 4000

@@ -55,6 +55,12 @@ def test_det_demo_trains_reloads_and_evaluates(shapes, tmp_path):
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert isinstance(metrics[key], float) and 0 <= metrics[key] <= 1
     assert 'Average Precision' in result.stdout + result.stderr
+    # The deploy form with a bf16 backbone evaluates too.
+    result = run_tool('test.py', DET_DEMO, checkpoint, '--work-dir',
+                      tmp_path / 'deploy', '--deploy', '--bf16', *options[:2])
+    assert result.returncode == 0, result.stderr[-3000:]
+    bf16 = last_metrics(tmp_path / 'deploy')
+    assert isinstance(bf16['coco/bbox_mAP'], float)
     out_dir = tmp_path / 'vis'
     result = run_tool('image_demo.py', shapes / 'val/00000.png', DET_DEMO,
                       checkpoint, '--out-dir', out_dir)

@@ -17,9 +17,11 @@ import torch
 from mmengine.registry import MODELS, init_default_scope
 
 from fasternet_mm import switch_to_deploy
-from fasternet_mm.benchmark import (BFloat16Backbone, count_macs, gemm_gflops,
+from fasternet_mm.benchmark import (count_macs, gemm_gflops,
                                     interleaved_medians, relative_error,
-                                    timm_features, timm_peer)
+                                    saved_activation_bytes, timm_features,
+                                    timm_peer)
+from fasternet_mm.deploy import BFloat16Backbone
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -124,22 +126,26 @@ def train_section(args, shape, report):
 
         return wrapped
 
-    seconds = interleaved_medians(
-        {
-            'ours': step(ours),
-            'timm': step(timm_features(peer))
-        }, max(args.repeats // 2, 2))
+    runs = {'ours': step(ours), 'timm': step(timm_features(peer))}
+    seconds = interleaved_medians(runs, max(args.repeats // 2, 2))
+    saved = {name: saved_activation_bytes(run) for name, run in runs.items()}
     key = f'{shape[0]}x{shape[1]}'
     report['train_step'][key] = dict(
         ms={
             k: v * 1e3
             for k, v in seconds.items()
         },
-        timm_over_ours=seconds['timm'] / seconds['ours'])
+        timm_over_ours=seconds['timm'] / seconds['ours'],
+        saved_activation_mib={
+            k: v / 2**20
+            for k, v in saved.items()
+        })
     print(f'\n== training step (forward + backward), {key} ==')
     print(f"ours {seconds['ours'] * 1e3:.0f} ms, timm "
           f"{seconds['timm'] * 1e3:.0f} ms: timm / ours = "
           f"{seconds['timm'] / seconds['ours']:.2f}")
+    print(f"activations kept for backward: ours {saved['ours'] / 2**20:.0f} "
+          f"MiB, timm {saved['timm'] / 2**20:.0f} MiB")
 
 
 def detector_section(args, report):

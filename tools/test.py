@@ -24,6 +24,14 @@ def parse_args(argv=None):
         '(under the work dir for a relative path)')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--deploy',
+        action='store_true',
+        help='test the deploy form (BN folded into convs)')
+    parser.add_argument(
+        '--bf16',
+        action='store_true',
+        help='run the backbone under bf16 autocast (neck and heads fp32)')
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -72,6 +80,11 @@ def main(argv=None):
             cfg,
             osp.abspath(args.out)
             if cfg.default_scope == 'mmseg' else args.out)
+    if args.deploy or args.bf16:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(
+                type='DeployHook', deploy=args.deploy, bf16_backbone=args.bf16)
+        ]
     runner = build_runner(cfg)
     runner.test()
 
