@@ -48,11 +48,10 @@ def _backbone(cfg: Config) -> Optional[dict]:
 def backbone_widths(backbone: dict) -> List[int]:
     """Channels of the features a FasterNet config returns, in order."""
     arch = FasterNet.parse_arch(backbone.get('arch', 's'))
-    out_indices = backbone.get('out_indices', (0, 1, 2, 3))
-    if isinstance(out_indices, int):
-        out_indices = [out_indices]
-    indices = sorted(i % FasterNet.num_stages for i in out_indices)
-    return [arch['embed_dim'] * 2**i for i in indices]
+    channels = FasterNet.stage_channels(arch['embed_dim'])
+    indices = FasterNet.normalize_out_indices(
+        backbone.get('out_indices', (0, 1, 2, 3)))
+    return [channels[i] for i in indices]
 
 
 def check_model(cfg: Config) -> None:

@@ -304,7 +304,7 @@ class FasterNet(BaseModule):
                 f'in_channels must be a positive int, got {in_channels!r}')
         self.arch = arch
         self.in_channels = in_channels
-        self.out_indices = self._normalize_out_indices(out_indices)
+        self.out_indices = self.normalize_out_indices(out_indices)
         if not isinstance(frozen_stages, Integral) or not (-1 <= frozen_stages
                                                            <= self.num_stages):
             raise ValueError(
@@ -318,7 +318,7 @@ class FasterNet(BaseModule):
 
         embed_dim = arch['embed_dim']
         depths = arch['depths']
-        self.channels = tuple(embed_dim * 2**i for i in range(self.num_stages))
+        self.channels = self.stage_channels(embed_dim)
         self.patch_embed = ConvDownsample(in_channels, embed_dim,
                                           self.patch_size, norm_cfg)
         block_rates = torch.linspace(0, arch['drop_path_rate'],
@@ -406,22 +406,29 @@ class FasterNet(BaseModule):
             raise ValueError(f'act_cfg must be a dict with a "type" key, got '
                              f'{arch["act_cfg"]!r}')
 
-    def _normalize_out_indices(
-            self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+    @classmethod
+    def stage_channels(cls, embed_dim: int) -> Tuple[int, ...]:
+        """Width of each stage: the embedding width, doubled per stage."""
+        return tuple(embed_dim * 2**i for i in range(cls.num_stages))
+
+    @classmethod
+    def normalize_out_indices(
+            cls, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        """Sorted, non-negative stage indices; raises on bad ones."""
         if isinstance(out_indices, Integral):
             out_indices = [out_indices]
         if not isinstance(out_indices, Sequence) or not out_indices:
             raise TypeError(f'out_indices must be an int or a non-empty '
                             f'sequence of ints, got {out_indices!r}')
-        valid = range(-self.num_stages, self.num_stages)
+        valid = range(-cls.num_stages, cls.num_stages)
         normalized = []
         for index in out_indices:
             if not isinstance(index, Integral) or index not in valid:
                 raise ValueError(
                     f'out_indices entries must be ints in '
-                    f'[{-self.num_stages}, {self.num_stages - 1}], got '
+                    f'[{-cls.num_stages}, {cls.num_stages - 1}], got '
                     f'{index!r} in {out_indices!r}')
-            normalized.append(int(index) % self.num_stages)
+            normalized.append(int(index) % cls.num_stages)
         if len(set(normalized)) != len(normalized):
             raise ValueError(f'out_indices {out_indices!r} name a stage more '
                              f'than once (as {normalized})')
