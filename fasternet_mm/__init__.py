@@ -6,7 +6,7 @@ registries of mmdet and mmseg, whichever are installed, and as
 ``'fasternet_mm.FasterNet'`` everywhere.
 """
 from .compat import allow_mmengine_checkpoints
-from .deploy import switch_to_deploy
+from .deploy import switch_to_deploy, use_bf16, use_fp32
 from .hooks import DeployHook, RandomStateHook
 from .models import FasterNet, PartialConv, register_downstream
 from .ops import GatherRoIAlign, register_roi_layers
@@ -18,5 +18,6 @@ register_roi_layers()
 
 __all__ = [
     'DeployHook', 'FasterNet', 'GatherRoIAlign', 'PartialConv',
-    'RandomStateHook', 'register_downstream', 'switch_to_deploy', '__version__'
+    'RandomStateHook', 'register_downstream', 'switch_to_deploy', 'use_bf16',
+    'use_fp32', '__version__'
 ]

@@ -1,6 +1,7 @@
 """Hooks: exact resumption of interrupted training, and deploy-form
 testing."""
 import random
+from typing import Optional
 
 import numpy as np
 import torch
@@ -8,7 +9,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from .deploy import switch_to_deploy, use_bf16_backbone
+from .deploy import switch_to_deploy, use_bf16
 
 
 @HOOKS.register_module()
@@ -47,27 +48,34 @@ class RandomStateHook(Hook):
 
 @HOOKS.register_module()
 class DeployHook(Hook):
-    """Before testing, switch the model to its deploy form and/or run its
-    backbone in bf16 (``tools/test.py --deploy/--bf16``).
+    """Before testing, switch the model to its deploy form and/or run it in
+    bf16 (``tools/test.py --deploy/--bf16``).
 
     Args:
-        deploy (bool): Fold BN into convs (``fasternet_mm.switch_to_deploy``).
-        bf16_backbone (bool): Run the backbone under bf16 autocast; the
-            neck and heads stay fp32.
+        deploy (bool): Fold BN into convs and swap mmcv's RoIAlign for
+            GatherRoIAlign (``fasternet_mm.switch_to_deploy``).
+        bf16 (str, optional): ``'all'`` runs the backbone, neck and heads
+            under bf16 autocast (``fasternet_mm.use_bf16``), ``'backbone'``
+            the backbone only; None keeps fp32.
     """
 
     priority = 'VERY_LOW'
 
     def __init__(self,
                  deploy: bool = True,
-                 bf16_backbone: bool = False) -> None:
+                 bf16: Optional[str] = None) -> None:
+        if bf16 not in (None, 'all', 'backbone'):
+            raise ValueError(
+                f"bf16 must be None, 'all' or 'backbone', got {bf16!r}")
         self.deploy = deploy
-        self.bf16_backbone = bf16_backbone
+        self.bf16 = bf16
 
     def before_test(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         if self.deploy:
             switch_to_deploy(model)
-        if self.bf16_backbone:
-            use_bf16_backbone(model)
+        if self.bf16 == 'all':
+            use_bf16(model)
+        elif self.bf16 == 'backbone':
+            use_bf16(model, ['backbone'])

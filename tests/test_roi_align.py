@@ -12,14 +12,22 @@ def random_rois(num, num_images, extent, generator):
     return torch.cat([image.float(), corner, corner + size], dim=1)
 
 
-@pytest.mark.parametrize('output_size, sampling_ratio, scale',
-                         [(7, 2, 1 / 4), (14, 2, 1 / 8), ((5, 3), 1, 1 / 4),
-                          (7, 3, 1 / 16)])
+@pytest.mark.parametrize('output_size, sampling_ratio, scale, aligned', [
+    (7, 2, 1 / 4, True),
+    (14, 2, 1 / 8, True),
+    ((5, 3), 1, 1 / 4, True),
+    (7, 3, 1 / 16, True),
+    (7, 0, 1 / 4, True),
+    ((5, 3), 0, 1 / 2, True),
+    (7, 0, 1, False),
+    (7, 2, 1 / 4, False),
+])
 def test_matches_mmcv_roi_align_and_its_gradient(output_size, sampling_ratio,
-                                                 scale):
+                                                 scale, aligned):
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(
         3, 16, 13, 11, generator=generator, requires_grad=True)
+    # Up to 40 image pixels: adaptive sampling gives grids of 1 to 6.
     rois = random_rois(64, 3, 11 / scale, generator)
     upstream = torch.randn(
         64,
@@ -28,8 +36,9 @@ def test_matches_mmcv_roi_align_and_its_gradient(output_size, sampling_ratio,
           2 if isinstance(output_size, int) else output_size),
         generator=generator)
     outputs, grads = [], []
-    for op in (RoIAlign(output_size, scale, sampling_ratio, aligned=True),
-               GatherRoIAlign(output_size, scale, sampling_ratio)):
+    for op in (RoIAlign(output_size, scale, sampling_ratio, aligned=aligned),
+               GatherRoIAlign(
+                   output_size, scale, sampling_ratio, aligned=aligned)):
         features.grad = None
         out = op(features, rois)
         (out * upstream).sum().backward()
@@ -45,9 +54,27 @@ def test_no_rois():
     assert out.shape == (0, 4, 7, 7)
 
 
+def test_adaptive_sampling_uses_several_grids():
+    rois = torch.tensor([[0, 0., 0., 3., 3.], [0, 0., 0., 30., 12.],
+                         [0, 5., 5., 5., 5.]])
+    op = GatherRoIAlign(7, 1.0)
+    grids = sorted((h, w) for h, w, _ in op._grids(op._boxes(rois)))
+    assert grids == [(0, 0), (1, 1), (2, 5)]
+    features = torch.randn(1, 4, 40, 40)
+    expected = RoIAlign(7, 1.0, 0, aligned=True)(features, rois)
+    torch.testing.assert_close(op(features, rois), expected)
+    assert op(features, rois)[2].abs().max() == 0  # empty grid: zeros
+
+
+def test_inverted_roi_is_named():
+    with pytest.raises(ValueError, match=r'x2 >= x1.*\[0.0, 9.0'):
+        GatherRoIAlign(7, 1.0)(torch.rand(1, 4, 8, 8),
+                               torch.tensor([[0, 9., 1., 2., 5.]]))
+
+
 @pytest.mark.parametrize('kwargs, pattern', [
-    (dict(sampling_ratio=0), 'sampling_ratio >= 1.*got 0'),
-    (dict(aligned=False), 'aligned=False'),
+    (dict(sampling_ratio=-1), 'int >= 0.*got -1'),
+    (dict(sampling_ratio=1.5), 'got 1.5'),
     (dict(pool_mode='max'), "pool_mode='max'"),
 ])
 def test_unsupported_settings_are_named(kwargs, pattern):

@@ -4,7 +4,8 @@ Compares, at batch 1: (a) our backbone in training form (eval mode), (b) the
 same after ``switch_to_deploy()``, (c) timm's ``fasternet_*`` with the same
 weights through ``forward_intermediates``, (d) mmdet's ResNet-50; then bf16
 autocast, one training step against timm, and full Mask R-CNN predict with
-FasterNet against ResNet-50. Writes JSON and a latency-vs-parameters plot.
+FasterNet against ResNet-50 (stock, and with the same RoIAlign swap and
+bf16 heads). Writes JSON and a latency-vs-parameters plot.
 
     python tools/benchmark.py --arch s --out work_dirs/benchmark
 """
@@ -16,12 +17,11 @@ import os.path as osp
 import torch
 from mmengine.registry import MODELS, init_default_scope
 
-from fasternet_mm import switch_to_deploy
+from fasternet_mm import switch_to_deploy, use_bf16, use_fp32
 from fasternet_mm.benchmark import (count_macs, gemm_gflops,
                                     interleaved_medians, relative_error,
                                     saved_activation_bytes, timm_features,
                                     timm_peer)
-from fasternet_mm.deploy import BFloat16Backbone
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -154,22 +154,24 @@ def detector_section(args, report):
     from mmengine.model import revert_sync_batchnorm
     init_default_scope('mmdet')
     shape = (800, 1216)
+    resnet = "_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'\n"
+    ours = osp.join(REPO, f'configs/mask_rcnn_fasternet_{args.arch}.py')
+    sources = dict(
+        fasternet=ours,
+        fasternet_deploy=ours,
+        resnet50=resnet,
+        resnet50_deploy=resnet)
     models = {}
-    for name, path in [
-        ('fasternet',
-         osp.join(REPO, f'configs/mask_rcnn_fasternet_{args.arch}.py')),
-        ('resnet50', None)
-    ]:
-        if path is None:
-            cfg = Config.fromstring(
-                "_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'\n",
-                file_format='.py')
-            cfg.model.backbone.init_cfg = None
-        else:
-            cfg = Config.fromfile(path)
-            cfg.model.backbone.init_cfg = None
+    for name, source in sources.items():
+        cfg = Config.fromfile(source) if source.endswith('.py') else \
+            Config.fromstring(source, file_format='.py')
+        cfg.model.backbone.init_cfg = None
+        # Random weights score every class below the usual 0.05: keep the
+        # top 100 boxes, as a trained model does, so the mask head runs.
+        cfg.model.test_cfg.rcnn.score_thr = 0.0
         models[name] = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
-    switch_to_deploy(models['fasternet'])
+    switch_to_deploy(models['fasternet_deploy'])
+    switch_to_deploy(models['resnet50_deploy'])  # its RoIAlign only
     meta = dict(
         img_shape=shape,
         ori_shape=shape,
@@ -178,36 +180,41 @@ def detector_section(args, report):
         scale_factor=(1.0, 1.0))
     image = torch.rand(1, 3, *shape)
 
-    def predict(model, bf16_backbone=False):
-        fp32_backbone = model.backbone
-        bf16 = BFloat16Backbone(fp32_backbone)
+    def predict(model, bf16=False):
 
         def run():
-            model.backbone = bf16 if bf16_backbone else fp32_backbone
-            return model(image, [DetDataSample(metainfo=meta)], mode='predict')
+            if bf16:
+                use_bf16(model)
+            try:
+                return model(
+                    image, [DetDataSample(metainfo=meta)], mode='predict')
+            finally:
+                use_fp32(model)
 
         return run
 
-    cases = {f'{n}': predict(m) for n, m in models.items()}
-    cases.update({f'{n}_bf16': predict(m, True) for n, m in models.items()})
+    cases = {name: predict(model) for name, model in models.items()}
+    for name in ('fasternet_deploy', 'resnet50_deploy'):
+        cases[f'{name}_bf16'] = predict(models[name], bf16=True)
     with torch.no_grad():
         seconds = interleaved_medians(cases, max(args.repeats // 2, 2))
-    for model in models.values():  # restore the fp32 backbones
-        if isinstance(model.backbone, BFloat16Backbone):
-            model.backbone = model.backbone.backbone
+    base = seconds['resnet50']
     report['mask_rcnn_predict'] = dict(
         ms={
             k: v * 1e3
             for k, v in seconds.items()
         },
-        fasternet_over_resnet50=seconds['fasternet'] / seconds['resnet50'],
-        fasternet_bf16_over_resnet50=seconds['fasternet_bf16'] /
-        seconds['resnet50'])
-    print('\n== Mask R-CNN predict, 800x1216, random weights '
-          '(_bf16: backbone in bf16, heads in fp32) ==')
+        over_resnet50_fp32={
+            k: v / base
+            for k, v in seconds.items()
+        })
+    print('\n== Mask R-CNN predict, 800x1216, random weights, top 100 '
+          'boxes to the mask head ==\n_deploy: switch_to_deploy (BN '
+          'folded, GatherRoIAlign); _bf16: backbone, neck and heads under '
+          'bf16 autocast')
     for name, value in seconds.items():
-        print(f'{name:16s} {value * 1e3:9.1f} ms   / resnet50 fp32 = '
-              f"{value / seconds['resnet50']:.2f}")
+        print(f'{name:22s} {value * 1e3:9.1f} ms   / resnet50 fp32 = '
+              f'{value / base:.2f}')
 
 
 def plot(report, path):

@@ -27,11 +27,16 @@ def parse_args(argv=None):
     parser.add_argument(
         '--deploy',
         action='store_true',
-        help='test the deploy form (BN folded into convs)')
+        help='test the deploy form (BN folded into convs, mmcv RoIAlign '
+        'swapped for the equal GatherRoIAlign)')
     parser.add_argument(
         '--bf16',
-        action='store_true',
-        help='run the backbone under bf16 autocast (neck and heads fp32)')
+        nargs='?',
+        const='all',
+        choices=['all', 'backbone'],
+        help='run the backbone, neck and heads (or, with "backbone", the '
+        'backbone only) under bf16 autocast; RoIAlign, NMS and the other '
+        'post-processing stay fp32')
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -82,8 +87,7 @@ def main(argv=None):
             if cfg.default_scope == 'mmseg' else args.out)
     if args.deploy or args.bf16:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(
-                type='DeployHook', deploy=args.deploy, bf16_backbone=args.bf16)
+            dict(type='DeployHook', deploy=args.deploy, bf16=args.bf16)
         ]
     runner = build_runner(cfg)
     runner.test()

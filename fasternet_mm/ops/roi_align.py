@@ -2,14 +2,15 @@
 
 mmcv's CPU RoIAlign loops over channels one sample at a time on one thread;
 in a CPU Mask R-CNN training step it takes about half of the time, most of
-it in the backward pass. RoIAlign is a sparse linear map: each output bin is
-a weighted sum of a few feature-map pixels (4 bilinear taps for each of the
-``sampling_ratio**2`` samples). ``F.embedding_bag`` computes exactly that
-over channels-last features, with vectorised, multi-threaded kernels for
-both directions. The numbers match mmcv's (``aligned=True``, average pooling,
-fixed ``sampling_ratio``) to float rounding.
+it in the backward pass, and a quarter of a predict pass. RoIAlign is a
+sparse linear map: each output bin is a weighted sum of a few feature-map
+pixels (4 bilinear taps for each of its samples). ``F.embedding_bag``
+computes exactly that over channels-last features, with vectorised,
+multi-threaded kernels for both directions. The numbers match mmcv's average
+pooling, for every ``sampling_ratio`` (the adaptive 0 included) and both
+``aligned`` settings, to float rounding.
 """
-from typing import Tuple, Union
+from typing import List, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -29,100 +30,157 @@ def _axis_taps(coords: Tensor, size: int):
     return low, high, 1 - frac, frac, valid
 
 
+def _sample_points(start: Tensor, length: Tensor, bins: int,
+                   grid: int) -> Tensor:
+    """Sample coordinates along one axis, (R, bins * grid): ``grid`` evenly
+    spaced samples in each of ``bins`` bins of each RoI."""
+    steps = (torch.arange(bins * grid, device=start.device, dtype=start.dtype)
+             + 0.5) / grid
+    return start[:, None] + steps * (length / bins)[:, None]
+
+
 class GatherRoIAlign(nn.Module):
-    """Drop-in for ``mmcv.ops.RoIAlign`` with ``aligned=True``, average
-    pooling and a fixed ``sampling_ratio``, 5-15x faster on CPU.
+    """Drop-in for ``mmcv.ops.RoIAlign`` with average pooling, 5-15x faster
+    on CPU, with the same outputs and gradients up to float rounding.
 
     In an mmdet config: ``roi_layer=dict(type='GatherRoIAlign',
-    output_size=7, sampling_ratio=2)``. ``import fasternet_mm`` makes the name
-    visible to mmdet's RoI extractors, which look layers up in ``mmcv.ops``.
+    output_size=7, sampling_ratio=0)``. ``import fasternet_mm`` makes the
+    name visible to mmdet's RoI extractors, which look layers up in
+    ``mmcv.ops``; ``fasternet_mm.switch_to_deploy(detector)`` puts it in
+    place of every average-pooling ``mmcv.ops.RoIAlign``. On other devices
+    than the CPU it calls mmcv's own kernel.
 
     Args:
         output_size (int | tuple[int, int]): Pooled height and width.
         spatial_scale (float): Scale from image to feature coordinates.
-        sampling_ratio (int): Samples per bin along each axis; must be
-            positive (mmcv's adaptive 0 gives each RoI its own grid).
-            Defaults to 2.
+        sampling_ratio (int): Samples per bin along each axis; 0 (mmcv's
+            default) gives each RoI ``ceil(roi_size / output_size)``.
+            Defaults to 0.
         pool_mode (str): Only ``'avg'``.
-        aligned (bool): Only True (the half-pixel shift of Detectron2).
+        aligned (bool): Shift by half a pixel (Detectron2's RoIAlign v2).
+            Defaults to True.
     """
 
     def __init__(self,
                  output_size: Union[int, Tuple[int, int]],
                  spatial_scale: float = 1.0,
-                 sampling_ratio: int = 2,
+                 sampling_ratio: int = 0,
                  pool_mode: str = 'avg',
                  aligned: bool = True) -> None:
         super().__init__()
-        if not isinstance(sampling_ratio, int) or sampling_ratio < 1:
-            raise ValueError(
-                f'GatherRoIAlign needs a fixed sampling_ratio >= 1, got '
-                f'{sampling_ratio!r}; use mmcv.ops.RoIAlign for the adaptive '
-                f'sampling_ratio=0')
-        if pool_mode != 'avg' or not aligned:
-            raise ValueError(
-                f"GatherRoIAlign supports pool_mode='avg' with aligned=True "
-                f'only, got pool_mode={pool_mode!r}, aligned={aligned!r}')
+        if not isinstance(sampling_ratio, int) or sampling_ratio < 0:
+            raise ValueError(f'sampling_ratio must be an int >= 0 (0: '
+                             f'adaptive), got {sampling_ratio!r}')
+        if pool_mode != 'avg':
+            raise ValueError(f"GatherRoIAlign supports pool_mode='avg' only, "
+                             f'got pool_mode={pool_mode!r}; use '
+                             f'mmcv.ops.RoIAlign for max pooling')
         if isinstance(output_size, int):
             output_size = (output_size, output_size)
         self.output_size = tuple(output_size)
         self.spatial_scale = float(spatial_scale)
         self.sampling_ratio = sampling_ratio
+        self.pool_mode = pool_mode
+        self.aligned = bool(aligned)
 
-    def _taps(self, rois: Tensor, height: int,
+    def _taps(self, boxes: Tensor, grid_h: int, grid_w: int, height: int,
               width: int) -> Tuple[Tensor, Tensor]:
         """Pixel indices into the flattened (N*H*W) map, and their weights,
-        one row per output bin: shapes (R*out_h*out_w, ratio**2 * 4)."""
+        one row per output bin: shapes (R*out_h*out_w, grid_h*grid_w*4).
+
+        ``boxes`` rows are (image index, x1, y1, width, height) in feature
+        coordinates."""
         out_h, out_w = self.output_size
-        ratio = self.sampling_ratio
-        x1, y1, x2, y2 = (rois[:, 1:] * self.spatial_scale - 0.5).unbind(1)
-        steps_y = (torch.arange(
-            out_h * ratio, device=rois.device, dtype=rois.dtype) + 0.5) / ratio
-        steps_x = (torch.arange(
-            out_w * ratio, device=rois.device, dtype=rois.dtype) + 0.5) / ratio
-        ys = y1[:, None] + steps_y * ((y2 - y1) / out_h)[:, None]
-        xs = x1[:, None] + steps_x * ((x2 - x1) / out_w)[:, None]
+        image, x1, y1, roi_w, roi_h = boxes.unbind(1)
+        ys = _sample_points(y1, roi_h, out_h, grid_h)
+        xs = _sample_points(x1, roi_w, out_w, grid_w)
         y_low, y_high, wy_low, wy_high, y_valid = _axis_taps(ys, height)
         x_low, x_high, wx_low, wx_high, x_valid = _axis_taps(xs, width)
         rows = [(y_low, wy_low), (y_low, wy_low), (y_high, wy_high),
                 (y_high, wy_high)]
         cols = [(x_low, wx_low), (x_high, wx_high), (x_low, wx_low),
                 (x_high, wx_high)]
-        offset = (rois[:, 0].long() * (height * width))[:, None, None]
+        offset = (image.long() * (height * width))[:, None, None]
         index = torch.stack([
             row[:, :, None] * width + col[:, None, :] + offset
             for (row, _), (col, _) in zip(rows, cols)
         ],
                             dim=-1)
-        inside = (y_valid[:, :, None] & x_valid[:, None, :]).to(rois.dtype)
+        inside = (y_valid[:, :, None] & x_valid[:, None, :]).to(boxes.dtype)
         weight = torch.stack([
             row_w[:, :, None] * col_w[:, None, :] * inside
             for (_, row_w), (_, col_w) in zip(rows, cols)
         ],
                              dim=-1) / (
-                                 ratio * ratio)
+                                 grid_h * grid_w)
 
-        # (R, out_h*ratio, out_w*ratio, 4) -> one row of taps per bin.
+        # (R, out_h*grid_h, out_w*grid_w, 4) -> one row of taps per bin.
         def per_bin(taps: Tensor) -> Tensor:
-            taps = taps.reshape(-1, out_h, ratio, out_w, ratio, 4)
+            taps = taps.reshape(-1, out_h, grid_h, out_w, grid_w, 4)
             return taps.permute(0, 1, 3, 2, 4,
-                                5).reshape(-1, ratio * ratio * 4)
+                                5).reshape(-1, grid_h * grid_w * 4)
 
         return per_bin(index), per_bin(weight)
 
+    def _boxes(self, rois: Tensor) -> Tensor:
+        """(image, x1, y1, width, height) in feature coordinates, as mmcv's
+        kernel computes them."""
+        offset = 0.5 if self.aligned else 0.0
+        corners = rois[:, 1:] * self.spatial_scale - offset
+        size = corners[:, 2:] - corners[:, :2]
+        if self.aligned:
+            if bool((size < 0).any()):
+                bad = rois[(size < 0).any(1)][0].tolist()
+                raise ValueError(f'RoIAlign needs x2 >= x1 and y2 >= y1, '
+                                 f'got the RoI {bad}')
+        else:  # mmcv's legacy rule: at least one pixel
+            size = size.clamp(min=1)
+        return torch.cat([rois[:, :1], corners[:, :2], size], dim=1)
+
+    def _grids(self, boxes: Tensor) -> List[Tuple[int, int, Tensor]]:
+        """Group RoIs by their sampling grid: (grid_h, grid_w, indices)."""
+        if self.sampling_ratio > 0:
+            everything = torch.arange(boxes.shape[0], device=boxes.device)
+            return [(self.sampling_ratio, self.sampling_ratio, everything)]
+        out_h, out_w = self.output_size
+        grid = torch.stack(
+            [torch.ceil(boxes[:, 4] / out_h),
+             torch.ceil(boxes[:, 3] / out_w)], 1).long()
+        keys, group = torch.unique(grid, dim=0, return_inverse=True)
+        return [(int(h), int(w), torch.nonzero(group == i).flatten())
+                for i, (h, w) in enumerate(keys.tolist())]
+
     def forward(self, features: Tensor, rois: Tensor) -> Tensor:
+        if features.device.type != 'cpu':
+            from mmcv.ops import roi_align
+            return roi_align(features, rois, self.output_size,
+                             self.spatial_scale, self.sampling_ratio,
+                             self.pool_mode, self.aligned)
         num_images, channels, height, width = features.shape
         out_h, out_w = self.output_size
         if rois.shape[0] == 0:
             return features.new_zeros((0, channels, out_h, out_w))
         table = features.permute(0, 2, 3, 1).reshape(-1, channels)
-        index, weight = self._taps(rois.to(features.dtype), height, width)
-        pooled = F.embedding_bag(
-            index, table, per_sample_weights=weight, mode='sum')
-        return pooled.reshape(-1, out_h, out_w,
-                              channels).permute(0, 3, 1, 2).contiguous()
+        boxes = self._boxes(rois.to(features.dtype))
+        pieces, order = [], []
+        for grid_h, grid_w, members in self._grids(boxes):
+            if grid_h == 0 or grid_w == 0:  # empty grid: zeros, as in mmcv
+                pooled = features.new_zeros(
+                    (members.numel() * out_h * out_w, channels))
+            else:
+                index, weight = self._taps(boxes[members], grid_h, grid_w,
+                                           height, width)
+                pooled = F.embedding_bag(
+                    index, table, per_sample_weights=weight, mode='sum')
+            pieces.append(pooled.reshape(-1, out_h, out_w, channels))
+            order.append(members)
+        pooled = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        if len(order) > 1:
+            pooled = pooled[torch.argsort(torch.cat(order))]
+        return pooled.permute(0, 3, 1, 2).contiguous()
 
     def extra_repr(self) -> str:
         return (f'output_size={self.output_size}, '
                 f'spatial_scale={self.spatial_scale}, '
-                f'sampling_ratio={self.sampling_ratio}')
+                f'sampling_ratio={self.sampling_ratio}, '
+                f'aligned={self.aligned}')

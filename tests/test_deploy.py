@@ -1,0 +1,115 @@
+"""Whole-model deploy forms: the RoIAlign swap and bf16 autocast."""
+import pytest
+import torch
+from helpers import build, forward_once
+from mmcv.ops import RoIAlign
+from mmengine.config import Config
+
+from fasternet_mm import GatherRoIAlign, switch_to_deploy, use_bf16, use_fp32
+from fasternet_mm.deploy import bf16_parts
+
+MASK_RCNN = 'configs/mask_rcnn_fasternet_t0.py'
+
+
+def small_mask_rcnn():
+    cfg = Config.fromfile(MASK_RCNN)
+    cfg.model.test_cfg.rcnn.score_thr = 0.0  # random weights: keep boxes
+    return build(cfg)
+
+
+def test_switch_to_deploy_swaps_mmcv_roi_align_for_equal_gather():
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    extractor = MODELS.build(
+        dict(
+            type='SingleRoIExtractor',
+            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
+            out_channels=8,
+            featmap_strides=[4, 8, 16, 32]))
+    generator = torch.Generator().manual_seed(0)
+    feats = tuple(
+        torch.randn(2, 8, 64 // s, 96 // s, generator=generator)
+        for s in (1, 2, 4, 8))
+    corner = torch.rand(50, 2, generator=generator) * 300
+    size = torch.rand(50, 2, generator=generator) * 200 + 1
+    rois = torch.cat([
+        torch.randint(0, 2, (50, 1), generator=generator).float(), corner,
+        corner + size
+    ], 1)
+    expected = extractor(feats, rois)
+    switch_to_deploy(extractor)
+    assert all(isinstance(m, GatherRoIAlign) for m in extractor.roi_layers)
+    assert not any(isinstance(m, RoIAlign) for m in extractor.modules())
+    torch.testing.assert_close(
+        extractor(feats, rois), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_max_pooling_roi_align_is_left_alone():
+    model = torch.nn.Sequential(RoIAlign(7, 1.0, pool_mode='max'))
+    switch_to_deploy(model)
+    assert type(model[0]) is RoIAlign
+
+
+def test_bf16_parts_of_detectors_and_segmentors():
+    assert bf16_parts(small_mask_rcnn()) == [
+        'backbone', 'neck', 'rpn_head', 'roi_head.bbox_head',
+        'roi_head.mask_head'
+    ]
+    cfg = Config.fromfile('configs/cascade_mask_rcnn_fasternet_s_fpn_ms_3x_'
+                          'coco.py')
+    cfg.model.backbone.arch = 't0'
+    cfg.model.neck.in_channels = [40, 80, 160, 320]
+    parts = bf16_parts(build(cfg))
+    assert parts[:3] == ['backbone', 'neck', 'rpn_head']
+    assert [p for p in parts if 'bbox_head' in p
+            ] == [f'roi_head.bbox_head.{i}' for i in range(3)]
+    cfg = Config.fromfile('configs/upernet_fasternet_s_ade20k.py')
+    assert bf16_parts(
+        build(cfg)) == ['backbone', 'decode_head', 'auxiliary_head']
+
+
+def test_use_bf16_runs_parts_in_bf16_and_hands_on_fp32():
+    model = small_mask_rcnn()
+    seen = {}
+
+    def record(name):
+
+        def hook(module, args, output):
+            seen.setdefault(name, output.dtype)
+
+        return hook
+
+    model.neck.fpn_convs[0].conv.register_forward_hook(record('neck'))
+    model.roi_head.bbox_head.fc_cls.register_forward_hook(record('head'))
+    torch.manual_seed(0)
+    expected = forward_once(model, 'mmdet')[0].pred_instances
+    use_bf16(model)
+    seen.clear()
+    torch.manual_seed(0)
+    result = forward_once(model, 'mmdet')[0].pred_instances
+    assert seen == dict(neck=torch.bfloat16, head=torch.bfloat16)
+    assert result.bboxes.dtype == torch.float32
+    assert len(result) == len(expected) == 100
+    use_fp32(model)
+    seen.clear()
+    forward_once(model, 'mmdet')
+    assert seen == dict(neck=torch.float32, head=torch.float32)
+
+
+def test_autocast_ends_when_a_part_raises():
+    model = torch.nn.ModuleDict(dict(backbone=torch.nn.Linear(4, 4)))
+    use_bf16(model)
+    with pytest.raises(RuntimeError):
+        model.backbone(torch.rand(3, 5))
+    assert not torch.is_autocast_enabled('cpu')
+    assert model.backbone(torch.rand(3, 4)).dtype == torch.float32
+
+
+@pytest.mark.parametrize('kwargs, pattern',
+                         [(dict(parts=['backbone', 'nek']), r"\['nek'\]"),
+                          (dict(dtype=torch.float64), 'torch.float64')])
+def test_use_bf16_names_bad_arguments(kwargs, pattern):
+    model = torch.nn.ModuleDict(dict(backbone=torch.nn.Linear(4, 4)))
+    with pytest.raises(ValueError, match=pattern):
+        use_bf16(model, **kwargs)
