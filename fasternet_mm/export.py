@@ -1,6 +1,31 @@
-"""ONNX export of a deployed FasterNet backbone, checked with onnxruntime."""
+"""ONNX export of deployed FasterNet models, checked with onnxruntime.
+
+:func:`export_onnx` exports a backbone. :func:`build_deploy_model` and
+:func:`export_model_onnx` export a whole mmdet detector or mmseg segmentor
+as MMDetection and MMSegmentation define its raw outputs (``mode='tensor'``):
+the head's maps before any decoding or NMS for a single-stage detector, the
+logits for a segmentor. The input is the image as the model's data
+preprocessor hands it on: normalised, channels in the model's order, padded.
+
+A two-stage detector's tensor mode runs the RPN's proposal step, which
+cannot be exported without mmdeploy (see :class:`ExportError`); its
+``part='rpn'`` exports everything before that step.
+"""
+from typing import List, Optional, Tuple
+
 import numpy as np
 import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, read_checkpoint, unwrap_state_dict
+from .deploy import switch_to_deploy
+from .preflight import PreflightError
+
+PARTS = ('model', 'rpn')
+
+
+class ExportError(PreflightError):
+    """A model, or a part of one, that cannot be exported to ONNX."""
 
 
 def export_onnx(model, path, shape, opset=17, dynamic=False):
@@ -25,12 +50,166 @@ def export_onnx(model, path, shape, opset=17, dynamic=False):
     return image, outputs
 
 
+def build_deploy_model(cfg, checkpoint: Optional[str] = None) -> nn.Module:
+    """The detector or segmentor of ``cfg`` (an mmengine ``Config`` with
+    ``default_scope`` mmdet or mmseg) with the weights of ``checkpoint``
+    (a file or URL of whole-model weights, read weights-only), or random
+    ones without it (then nothing is downloaded), in deploy form and eval
+    mode."""
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import MODELS, init_default_scope
+
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    # No init_weights(): it would download the pretrained backbone.
+    model = MODELS.build(cfg.model)
+    if checkpoint is not None:
+        state_dict = unwrap_state_dict(read_checkpoint(checkpoint))
+        fits = f'The checkpoint {checkpoint!r} does not fit the ' \
+            f'{type(model).__name__} of the config'
+        try:
+            missing, unexpected = model.load_state_dict(
+                state_dict, strict=False)
+        except RuntimeError as err:  # shape mismatches, on many lines
+            raise CheckpointError(
+                f'{fits}: {" ".join(str(err).split())[:400]}') from None
+        if missing or unexpected:
+            raise CheckpointError(
+                f'{fits}: {len(missing)} missing keys {missing[:5]}, '
+                f'{len(unexpected)} unexpected keys {unexpected[:5]}')
+    return switch_to_deploy(revert_sync_batchnorm(model))
+
+
+def _flatten(name: str, outputs) -> List[Tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` pairs of nested tuples, lists and dicts; a
+    position or key extends the name: ``output_1_0``, ``rpn_cls_score_2``."""
+    if isinstance(outputs, torch.Tensor):
+        return [(name, outputs)]
+    if isinstance(outputs, dict):
+        items = outputs.items()
+    elif isinstance(outputs, (list, tuple)):
+        items = enumerate(outputs)
+    else:
+        raise TypeError(f'{name}: cannot export a {type(outputs).__name__} '
+                        f'output; only tensors in tuples, lists and dicts')
+    return [
+        pair for key, value in items
+        for pair in _flatten(f'{name}_{key}', value)
+    ]
+
+
+class TensorOutputs(nn.Module):
+    """A detector or segmentor as a module from one image tensor to a flat
+    tuple of tensors, which is what ``torch.onnx.export`` takes.
+
+    Args:
+        model (nn.Module): An mmdet detector or mmseg segmentor in eval mode.
+        part (str): ``'model'``, the raw outputs of ``mode='tensor'``: for
+            one output, ``output``; else ``output_i_j``, the j-th tensor
+            (one per FPN level for a dense head) of the i-th output (for
+            RetinaNet, i=0 class scores and i=1 box deltas). ``'rpn'``, for
+            a detector with an RPN: the neck's features ``feature_l`` and the
+            RPN head's ``rpn_cls_score_l`` and ``rpn_bbox_pred_l`` per level
+            l, all that precedes the proposals' NMS. Defaults to 'model'.
+    """
+
+    def __init__(self, model: nn.Module, part: str = 'model') -> None:
+        super().__init__()
+        if part not in PARTS:
+            raise ValueError(f'part must be one of {PARTS}, got {part!r}')
+        kind = type(model).__name__
+        has_rpn = getattr(model, 'rpn_head', None) is not None
+        if part == 'rpn' and not has_rpn:
+            raise ExportError(f"part='rpn' needs a detector with an RPN "
+                              f"head; {kind} has none: export part='model'")
+        if part == 'model' and _is_two_stage(model):
+            # Without mmdeploy, mmdet 3.3's ONNX box decoding imports the
+            # removed mmdet.core, and mmcv 2.1's NMSop has no ONNX symbolic:
+            # the tracer records its kernel's sort and drops the NMS.
+            raise ExportError(
+                f"{kind} is a two-stage detector: its raw outputs come after "
+                f"the RPN's proposals and their NMS, which do not export to "
+                f"ONNX without mmdeploy. Export part='rpn' (the features and "
+                f"the RPN head's raw outputs) and run the rest in PyTorch, "
+                f"or export the whole detector with mmdeploy")
+        self.part = part
+        if part == 'model':
+            self.model = model
+        else:
+            # Only the modules that the part runs, whose weights the file has.
+            self.backbone = model.backbone
+            self.neck = getattr(model, 'neck', None)
+            self.rpn_head = model.rpn_head
+        # A new module trains; torch.onnx.export restores that mode after
+        # exporting, and a deployed FasterNet refuses to train.
+        self.eval()
+
+    def named_outputs(self, image: torch.Tensor):
+        """The outputs for ``image``, as ``(name, tensor)`` pairs."""
+        if self.part == 'model':
+            return _flatten('output', self.model(image, mode='tensor'))
+        features = self.backbone(image)
+        if self.neck is not None:
+            features = self.neck(features)
+        scores, deltas = self.rpn_head(features)
+        return _flatten('feature', features) + _flatten(
+            'rpn_cls_score', scores) + _flatten('rpn_bbox_pred', deltas)
+
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return tuple(tensor for _, tensor in self.named_outputs(image))
+
+
+def _is_two_stage(model: nn.Module) -> bool:
+    try:
+        from mmdet.models.detectors import TwoStageDetector
+    except ImportError:  # mmseg only
+        return False
+    return isinstance(model, TwoStageDetector)
+
+
+def export_model_onnx(model: TensorOutputs,
+                      path: str,
+                      shape,
+                      opset: int = 17,
+                      dynamic: bool = False):
+    """Export ``model`` to ``path``. Returns a new random image, not the
+    traced one, and the PyTorch outputs for it, so that checking them
+    catches values the trace froze; with ``dynamic``, the image is 32 px
+    taller and 64 px wider than ``shape``, which catches frozen sizes."""
+    example = torch.rand(1, 3, *shape)
+    with torch.no_grad():
+        named = model.named_outputs(example)
+        axes = None
+        if dynamic:
+            axes = {'image': {0: 'batch', 2: 'height', 3: 'width'}}
+            for name, tensor in named:
+                axes[name] = {0: 'batch'}
+                if tensor.dim() == 4:
+                    axes[name].update({2: f'{name}_h', 3: f'{name}_w'})
+            shape = (shape[0] + 32, shape[1] + 64)
+        torch.onnx.export(
+            model, (example, ),
+            path,
+            input_names=['image'],
+            output_names=[name for name, _ in named],
+            opset_version=opset,
+            dynamic_axes=axes,
+            dynamo=False)
+        image = torch.rand(1, 3, *shape)
+        return image, model(image)
+
+
 def check_with_onnxruntime(path, image, outputs):
-    """Largest relative difference between onnxruntime and PyTorch."""
+    """Largest relative difference between onnxruntime and PyTorch over all
+    ``outputs`` (tensors, possibly nested in tuples, lists and dicts, in the
+    order of the ONNX outputs); inf if their number or shapes differ."""
     import onnxruntime
     session = onnxruntime.InferenceSession(
         path, providers=['CPUExecutionProvider'])
     results = session.run(None, {'image': image.numpy()})
+    expected = [tensor.numpy() for _, tensor in _flatten('output', outputs)]
+    if len(results) != len(expected) or any(
+            r.shape != e.shape for r, e in zip(results, expected)):
+        return float('inf')
     return max(
-        float(np.abs(r - o.numpy()).max() / np.abs(o.numpy()).max())
-        for r, o in zip(results, outputs))
+        float(np.abs(r - e).max() / max(np.abs(e).max(), 1e-12))
+        for r, e in zip(results, expected))

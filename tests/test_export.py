@@ -1,12 +1,20 @@
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
+from helpers import randomize_norms
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
 
 from fasternet_mm import FasterNet
-from fasternet_mm.export import check_with_onnxruntime, export_onnx
+from fasternet_mm.checkpoint import CheckpointError
+from fasternet_mm.export import (ExportError, TensorOutputs,
+                                 build_deploy_model, check_with_onnxruntime,
+                                 export_model_onnx, export_onnx)
 
-pytest.importorskip('onnx')
+onnx = pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
 
 
@@ -22,3 +30,129 @@ def test_deployed_backbone_exports_to_onnx(tmp_path):
     # The original slicing PConv made files hundreds of times bigger.
     assert os.path.getsize(path) <= 1.1 * weights
     assert check_with_onnxruntime(path, image, outputs) <= 1e-4
+
+
+REPO = Path(__file__).resolve().parents[1]
+RETINANET = REPO / 'configs/retinanet_fasternet_s_fpn_1x_coco.py'
+MASK_RCNN_DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
+SEG_DEMO = REPO / 'configs/demo/fpn_fasternet_t0_shapes.py'
+# RetinaNet on FasterNet-T0 with 32-channel FPN and head.
+SMALL_RETINANET = dict(
+    model=dict(
+        backbone=dict(arch='t0'),
+        neck=dict(in_channels=[40, 80, 160, 320], out_channels=32),
+        bbox_head=dict(
+            num_classes=3, in_channels=32, feat_channels=32, stacked_convs=1)))
+
+
+def small_model(config, overrides=None):
+    cfg = Config.fromfile(str(config))
+    if overrides:
+        cfg.merge_from_dict(overrides)
+    torch.manual_seed(0)
+    return randomize_norms(build_deploy_model(cfg))
+
+
+def weight_bytes(model):
+    return sum(t.numel() * t.element_size()
+               for t in model.state_dict().values())
+
+
+def test_single_stage_detector_exports_to_onnx(tmp_path):
+    model = TensorOutputs(small_model(RETINANET, SMALL_RETINANET))
+    path = str(tmp_path / 'retinanet.onnx')
+    image, outputs = export_model_onnx(model, path, (97, 131))
+    # Class scores, then box deltas, for each of the 5 FPN levels.
+    names = [o.name for o in onnx.load(path).graph.output]
+    assert names == [
+        f'output_{i}_{level}' for i in (0, 1) for level in range(5)
+    ]
+    assert [o.shape[1] for o in outputs] == [27] * 5 + [36] * 5
+    assert os.path.getsize(path) <= 1.1 * weight_bytes(model)
+    assert check_with_onnxruntime(path, image, outputs) <= 1e-4
+
+
+def test_segmentor_exports_to_onnx(tmp_path):
+    model = TensorOutputs(small_model(SEG_DEMO))
+    path = str(tmp_path / 'fpn.onnx')
+    image, outputs = export_model_onnx(model, path, (97, 131))
+    assert [o.name for o in onnx.load(path).graph.output] == ['output']
+    assert outputs[0].shape[:2] == (1, 4)  # logits of the 4 classes
+    assert os.path.getsize(path) <= 1.1 * weight_bytes(model)
+    assert check_with_onnxruntime(path, image, outputs) <= 1e-4
+
+
+def test_dynamic_export_is_checked_at_another_size(tmp_path):
+    detector = TensorOutputs(small_model(RETINANET, SMALL_RETINANET))
+    path = str(tmp_path / 'retinanet.onnx')
+    image, outputs = export_model_onnx(detector, path, (96, 128), dynamic=True)
+    assert image.shape[2:] != (96, 128)
+    assert check_with_onnxruntime(path, image, outputs) <= 1e-4
+    # mmseg's Upsample turns sizes into Python ints, which the trace
+    # freezes: a dynamic segmentor is wrong at any other size.
+    segmentor = TensorOutputs(small_model(SEG_DEMO))
+    path = str(tmp_path / 'fpn.onnx')
+    image, outputs = export_model_onnx(
+        segmentor, path, (96, 128), dynamic=True)
+    assert check_with_onnxruntime(path, image, outputs) > 1e-4
+
+
+def test_two_stage_detector_exports_its_rpn_part_only(tmp_path):
+    detector = small_model(MASK_RCNN_DEMO)
+    with pytest.raises(
+            ExportError,
+            match=r"MaskRCNN is a two-stage .* "
+            r"mmdeploy. Export part='rpn'"):
+        TensorOutputs(detector)
+    model = TensorOutputs(detector, part='rpn')
+    # Only the modules the part runs: no RoI head weights.
+    assert not any(k.startswith('roi_head') for k in model.state_dict())
+    path = str(tmp_path / 'mask_rcnn_rpn.onnx')
+    image, outputs = export_model_onnx(model, path, (97, 131))
+    assert [o.name for o in onnx.load(path).graph.output] == [
+        f'{kind}_{level}'
+        for kind in ('feature', 'rpn_cls_score', 'rpn_bbox_pred')
+        for level in range(5)
+    ]
+    assert os.path.getsize(path) <= 1.1 * weight_bytes(model)
+    assert check_with_onnxruntime(path, image, outputs) <= 1e-4
+    with pytest.raises(ExportError, match='EncoderDecoder has none'):
+        TensorOutputs(small_model(SEG_DEMO), part='rpn')
+
+
+def test_checkpoint_must_fit_the_whole_model(tmp_path):
+    cfg = Config.fromfile(str(SEG_DEMO))
+    init_default_scope('mmseg')
+    state_dict = MODELS.build(cfg.model).state_dict()
+    state_dict.pop('decode_head.conv_seg.weight')
+    path = tmp_path / 'partial.pth'
+    torch.save({'state_dict': state_dict}, path)
+    with pytest.raises(
+            CheckpointError, match=r"1 missing keys \['decode_head.conv_seg"):
+        build_deploy_model(cfg, str(path))
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'export_onnx_tool', REPO / 'tools/export_onnx.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_tool_exports_a_config_or_says_why_not(tmp_path, capsys):
+    tool = load_tool()
+    out = tmp_path / 'fpn.onnx'
+    tool.main([str(out), '--config', str(SEG_DEMO), '--shape', '64', '96'])
+    assert 'max relative error' in capsys.readouterr().out
+    assert out.is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([
+            str(tmp_path / 'mask_rcnn.onnx'), '--config',
+            str(MASK_RCNN_DEMO)
+        ])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    # One line, no traceback (other lines are import-time warnings).
+    assert 'Traceback' not in error
+    assert 'error: MaskRCNN is a two-stage' in error.splitlines()[-1]
