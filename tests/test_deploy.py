@@ -6,7 +6,7 @@ from mmcv.ops import RoIAlign
 from mmengine.config import Config
 
 from fasternet_mm import GatherRoIAlign, switch_to_deploy, use_bf16, use_fp32
-from fasternet_mm.deploy import bf16_parts
+from fasternet_mm.deploy import bf16_parts, predictor_layers
 
 MASK_RCNN = 'configs/mask_rcnn_fasternet_t0.py'
 
@@ -81,20 +81,37 @@ def test_use_bf16_runs_parts_in_bf16_and_hands_on_fp32():
         return hook
 
     model.neck.fpn_convs[0].conv.register_forward_hook(record('neck'))
-    model.roi_head.bbox_head.fc_cls.register_forward_hook(record('head'))
+    model.roi_head.bbox_head.shared_fcs[0].register_forward_hook(
+        record('head'))
+    model.roi_head.bbox_head.fc_reg.register_forward_hook(record('reg'))
     torch.manual_seed(0)
     expected = forward_once(model, 'mmdet')[0].pred_instances
     use_bf16(model)
     seen.clear()
     torch.manual_seed(0)
     result = forward_once(model, 'mmdet')[0].pred_instances
-    assert seen == dict(neck=torch.bfloat16, head=torch.bfloat16)
+    # The predictors (here fc_reg) stay fp32.
+    assert seen == dict(
+        neck=torch.bfloat16, head=torch.bfloat16, reg=torch.float32)
     assert result.bboxes.dtype == torch.float32
     assert len(result) == len(expected) == 100
     use_fp32(model)
     seen.clear()
     forward_once(model, 'mmdet')
-    assert seen == dict(neck=torch.float32, head=torch.float32)
+    assert set(seen.values()) == {torch.float32}
+
+
+def test_predictor_layers_of_detectors_and_segmentors():
+    model = small_mask_rcnn()
+    assert predictor_layers(model, bf16_parts(model)) == [
+        'rpn_head.rpn_cls', 'rpn_head.rpn_reg', 'roi_head.bbox_head.fc_cls',
+        'roi_head.bbox_head.fc_reg', 'roi_head.mask_head.conv_logits'
+    ]
+    cfg = Config.fromfile('configs/upernet_fasternet_s_ade20k.py')
+    model = build(cfg)
+    assert predictor_layers(model, bf16_parts(model)) == [
+        'decode_head.conv_seg', 'auxiliary_head.conv_seg'
+    ]
 
 
 def test_autocast_ends_when_a_part_raises():
