@@ -45,3 +45,28 @@ def test_saved_activation_bytes_counts_what_backward_keeps():
     x = torch.rand(1000, requires_grad=True)
     # sin saves its input (x: 4000 bytes); the sum saves nothing large.
     assert saved_activation_bytes(lambda: x.sin().sum()) == 4000
+
+
+def test_gpu_section_runs_on_any_device():
+    pytest.importorskip('timm')
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('benchmark',
+                                                  'tools/benchmark.py')
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    args = benchmark.parse_args(['--arch', 't0', '--repeats', '1'])
+    report = {}
+    benchmark.gpu_section(
+        args,
+        report,
+        device='cpu',
+        batch=2,
+        shape=(64, 64),
+        dtypes=(torch.bfloat16, ))
+    gpu = report['gpu']
+    assert set(gpu['images_per_s']) == {
+        'ours_deploy_bfloat16', 'ours_deploy_all_channels_last_bfloat16',
+        'timm_bfloat16'
+    }
+    assert gpu['ratio_vs_timm']['timm_bfloat16'] == 1.0
+    assert gpu['errors']['deploy_vs_timm_bfloat16'] < 0.05

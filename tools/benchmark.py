@@ -5,11 +5,13 @@ same after ``switch_to_deploy()``, (c) timm's ``fasternet_*`` with the same
 weights through ``forward_intermediates``, (d) mmdet's ResNet-50; then bf16
 autocast, one training step against timm, and full Mask R-CNN predict with
 FasterNet against ResNet-50 (stock, and with the same RoIAlign swap and
-bf16 heads). Writes JSON and a latency-vs-parameters plot.
+bf16 heads); with CUDA, deployed batch-32 fp16/bf16 throughput against
+timm on the GPU. Writes JSON and a latency-vs-parameters plot.
 
     python tools/benchmark.py --arch s --out work_dirs/benchmark
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -37,6 +39,14 @@ def parse_args(argv=None):
         '--skip-detector', action='store_true', help='no Mask R-CNN timing')
     parser.add_argument(
         '--skip-train', action='store_true', help='no training-step timing')
+    parser.add_argument(
+        '--gpu-batch',
+        type=int,
+        default=32,
+        help='batch of the GPU throughput timing, which runs at 224x224 '
+        'when CUDA is available')
+    parser.add_argument(
+        '--gpu-only', action='store_true', help='only the GPU timing')
     return parser.parse_args(argv)
 
 
@@ -217,6 +227,78 @@ def detector_section(args, report):
               f'{value / base:.2f}')
 
 
+def gpu_section(args,
+                report,
+                device='cuda',
+                batch=None,
+                shape=(224, 224),
+                dtypes=(torch.float16, torch.bfloat16)):
+    """Deployed throughput against timm's at one batch, under autocast to
+    each of ``dtypes``; also the deploy form with channels-last on every
+    map (the per-size rule was measured on CPU)."""
+    batch = batch or args.gpu_batch
+    peer, ours = timm_peer(args.arch)
+    deployed = timm_peer(args.arch)[1]
+    deployed.load_state_dict(ours.state_dict())
+    switch_to_deploy(deployed)
+    all_last = copy.deepcopy(deployed)
+    all_last.channels_last_min_pixels = 0
+    for model in (peer, deployed, all_last):
+        model.to(device)
+    image = torch.rand(batch, 3, *shape, device=device)
+    peer_run = timm_features(peer)
+    models = dict(
+        ours_deploy=lambda: deployed(image),
+        ours_deploy_all_channels_last=lambda: all_last(image),
+        timm=lambda: peer_run(image))
+
+    def timed(run, dtype):
+
+        def wrapped():
+            with torch.autocast(device, dtype=dtype):
+                outputs = run()
+            if device == 'cuda':
+                torch.cuda.synchronize()
+            return outputs
+
+        return wrapped
+
+    cases = {
+        f'{name}_{str(dtype)[6:]}': timed(run, dtype)
+        for dtype in dtypes
+        for name, run in models.items()
+    }
+    with torch.no_grad():
+        seconds = interleaved_medians(cases, max(args.repeats, 2) * 2, 3)
+        errors = {
+            f'deploy_vs_timm_{str(dtype)[6:]}':
+            relative_error(
+                timed(models['ours_deploy'], dtype)(),
+                timed(models['timm'], dtype)())
+            for dtype in dtypes
+        }
+    name = torch.cuda.get_device_name() if device == 'cuda' else device
+    images = {k: batch / v for k, v in seconds.items()}
+    report['gpu'] = dict(
+        device=name,
+        batch=batch,
+        shape=list(shape),
+        images_per_s=images,
+        ratio_vs_timm={
+            k: images[k] / images['timm_' + k.rsplit('_', 1)[1]]
+            for k in images
+        },
+        errors=errors)
+    print(f'\n== {name}: deployed throughput, batch {batch}, '
+          f'{shape[0]}x{shape[1]}, autocast ==')
+    for key, value in images.items():
+        peer_key = 'timm_' + key.rsplit('_', 1)[1]
+        print(f'{key:40s} {value:9.0f} img/s   this / timm = '
+              f'{value / images[peer_key]:.2f}')
+    print('max relative error: ' + ', '.join(f'{k} {v:.1e}'
+                                             for k, v in errors.items()))
+
+
 def plot(report, path):
     import matplotlib
     matplotlib.use('Agg')
@@ -243,14 +325,21 @@ def main(argv=None):
         tuple(int(v) for v in s.split('x')) for s in args.shapes.split(',')
     ]
     os.makedirs(args.out, exist_ok=True)
+    report = dict(arch=args.arch, backbone={}, train_step={})
+    if torch.cuda.is_available():
+        gpu_section(args, report)
+    elif args.gpu_only:
+        raise SystemExit('--gpu-only: CUDA is not available here')
+    if args.gpu_only:
+        with open(osp.join(args.out, 'benchmark_gpu.json'), 'w') as f:
+            json.dump(report, f, indent=2)
+        print(f'\nwrote {args.out}/benchmark_gpu.json')
+        return
     gemm = gemm_gflops(torch.float32)
     gemm_bf16 = gemm_gflops(torch.bfloat16)
-    report = dict(
-        arch=args.arch,
+    report.update(
         threads=torch.get_num_threads(),
-        gemm_gflops_per_s=dict(fp32=gemm, bf16=gemm_bf16),
-        backbone={},
-        train_step={})
+        gemm_gflops_per_s=dict(fp32=gemm, bf16=gemm_bf16))
     print(f'FasterNet-{args.arch.upper()}, {torch.get_num_threads()} '
           f'threads; GEMM: fp32 {gemm:.0f} GFLOP/s, bf16 {gemm_bf16:.0f} '
           f'GFLOP/s')
