@@ -137,7 +137,8 @@ def train_section(args, shape, report):
         return wrapped
 
     runs = {'ours': step(ours), 'timm': step(timm_features(peer))}
-    seconds = interleaved_medians(runs, max(args.repeats // 2, 2))
+    # Two rounds once gave 0.86x where twelve gave 1.00x: steps vary more.
+    seconds = interleaved_medians(runs, max(args.repeats, 4))
     saved = {name: saved_activation_bytes(run) for name, run in runs.items()}
     key = f'{shape[0]}x{shape[1]}'
     report['train_step'][key] = dict(
