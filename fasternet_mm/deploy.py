@@ -121,10 +121,10 @@ class _Precision:
         return _to_float(outputs)
 
     def attach(self, module: nn.Module) -> None:
-        module._fasternet_precision = (module.register_forward_pre_hook(
-            self.enter),
-                                       module.register_forward_hook(
-                                           self.exit, always_call=True))
+        pre = module.register_forward_pre_hook(self.enter)
+        post = module.register_forward_hook(self.exit, always_call=True)
+        handles = module.__dict__.get('_fasternet_precision', ())
+        module._fasternet_precision = handles + (pre, post)
 
 
 # mmdet's and mmseg's names for the layers that make a head's predictions:

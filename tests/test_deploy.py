@@ -130,3 +130,12 @@ def test_use_bf16_names_bad_arguments(kwargs, pattern):
     model = torch.nn.ModuleDict(dict(backbone=torch.nn.Linear(4, 4)))
     with pytest.raises(ValueError, match=pattern):
         use_bf16(model, **kwargs)
+
+
+def test_use_fp32_removes_every_hook():
+    model = torch.nn.ModuleDict(dict(fc_cls=torch.nn.Linear(4, 4)))
+    use_bf16(model, parts=['fc_cls'], fp32_layers=['fc_cls'])
+    assert len(model.fc_cls._forward_hooks) == 2
+    use_fp32(model)
+    assert not model.fc_cls._forward_hooks
+    assert not model.fc_cls._forward_pre_hooks
