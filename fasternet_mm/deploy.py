@@ -45,15 +45,14 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
     return fused
 
 
-def _swap_roi_align(model: nn.Module) -> int:
+def _swap_roi_align(model: nn.Module) -> None:
     """Put a GatherRoIAlign in place of every average-pooling
-    ``mmcv.ops.RoIAlign``; returns how many were swapped."""
+    ``mmcv.ops.RoIAlign``."""
     try:
         from mmcv.ops import RoIAlign
     except ImportError:  # mmcv without its compiled ops: nothing to swap
-        return 0
+        return
     from .ops import GatherRoIAlign
-    swapped = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if (type(child) is RoIAlign and child.pool_mode == 'avg'
@@ -63,8 +62,6 @@ def _swap_roi_align(model: nn.Module) -> int:
                     GatherRoIAlign(child.output_size, child.spatial_scale,
                                    child.sampling_ratio, child.pool_mode,
                                    child.aligned))
-                swapped += 1
-    return swapped
 
 
 def switch_to_deploy(model: nn.Module) -> nn.Module:
