@@ -203,13 +203,20 @@ def read_checkpoint(path: Union[str, PathLike],
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(_unsafe_message(path, err)) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        raise CheckpointError(
-            f'Cannot read the checkpoint {path}: the file is truncated or '
-            f'corrupt ({type(err).__name__}: {err})') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
+            KeyError) as err:  # KeyError: bytes that are not a pickle
+        raise CheckpointError(_corrupt_message(path, err)) from None
+
+
+def _corrupt_message(path: str, err: Exception) -> str:
+    return (f'Cannot read the checkpoint {path}: it is not a PyTorch '
+            f'checkpoint, or it is truncated or corrupt '
+            f'({type(err).__name__}: {err})')
 
 
 def _unsafe_message(path: str, err: Exception) -> str:
+    if 'Unsupported operand' in str(err):  # not a pickle stream at all
+        return _corrupt_message(path, err)
     # torch's message is long; keep its line that names the refused global.
     lines = [line.strip() for line in str(err).splitlines()]
     named = [line for line in lines if 'Unsupported' in line]

@@ -15,7 +15,7 @@ from helpers import Exploit, randomize_norms
 
 from fasternet_mm import FasterNet
 from fasternet_mm.checkpoint import (CheckpointError, convert_state_dict,
-                                     detect_layout)
+                                     detect_layout, read_checkpoint)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_ARCH = dict(
@@ -183,6 +183,16 @@ def test_convert_tool_writes_our_layout(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         pretrained(tmp_path / 'nope.pth')
+
+
+@pytest.mark.parametrize(
+    'content', [b'model weights\n', b'hello world',
+                bytes(range(256)) * 4])
+def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path, content):
+    path = tmp_path / 'notes.pth'
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match='not a PyTorch checkpoint'):
+        read_checkpoint(str(path))
 
 
 def test_truncated_file_is_reported(tmp_path):
