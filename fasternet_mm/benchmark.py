@@ -35,6 +35,22 @@ def interleaved_medians(cases: Dict[str, Callable[[], object]],
     return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
+def autocast_run(run: Callable[[], object],
+                 dtype: torch.dtype = torch.bfloat16,
+                 device: str = 'cpu') -> Callable[[], object]:
+    """``run`` under autocast to ``dtype``; on CUDA it also waits for the
+    GPU, so that timing it times the work."""
+
+    def wrapped():
+        with torch.autocast(device, dtype=dtype):
+            outputs = run()
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        return outputs
+
+    return wrapped
+
+
 def gemm_gflops(dtype: torch.dtype = torch.float32,
                 sizes: Sequence[int] = (2048, 3072, 4096),
                 repeats: int = 5,

@@ -7,7 +7,9 @@ from mmengine.analysis import get_model_complexity_info
 from torch import nn
 
 
-def _dummy_sample(scope: str, height: int, width: int):
+def dummy_sample(scope: str, height: int, width: int):
+    """A DetDataSample (``scope='mmdet'``) or SegDataSample for an unpadded,
+    unscaled ``height`` x ``width`` image, for predict or tensor mode."""
     meta = dict(
         img_shape=(height, width),
         ori_shape=(height, width),
@@ -35,7 +37,7 @@ def count_complexity(model: nn.Module,
     model = model.eval()
     image = torch.rand(1, 3, height, width)
     target = model.backbone if backbone_only else model
-    samples = None if backbone_only else [_dummy_sample(scope, height, width)]
+    samples = None if backbone_only else [dummy_sample(scope, height, width)]
     with torch.no_grad():
         result = get_model_complexity_info(
             _TensorMode(target, samples),

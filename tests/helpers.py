@@ -6,6 +6,8 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from fasternet_mm.complexity import dummy_sample
+
 SMALL = (96, 128)
 
 
@@ -16,18 +18,7 @@ def build(cfg):
 
 
 def forward_once(model, scope, size=SMALL):
-    meta = dict(
-        img_shape=size,
-        ori_shape=size,
-        pad_shape=size,
-        batch_input_shape=size,
-        scale_factor=(1.0, 1.0))
-    if scope == 'mmdet':
-        from mmdet.structures import DetDataSample
-        sample = DetDataSample(metainfo=meta)
-    else:
-        from mmseg.structures import SegDataSample
-        sample = SegDataSample(metainfo=meta)
+    sample = dummy_sample(scope, *size)
     with torch.no_grad():
         return model(torch.rand(1, 3, *size), [sample], mode='predict')
 

@@ -20,10 +20,11 @@ import torch
 from mmengine.registry import MODELS, init_default_scope
 
 from fasternet_mm import switch_to_deploy, use_bf16, use_fp32
-from fasternet_mm.benchmark import (count_macs, gemm_gflops,
+from fasternet_mm.benchmark import (autocast_run, count_macs, gemm_gflops,
                                     interleaved_medians, relative_error,
                                     saved_activation_bytes, timm_features,
                                     timm_peer)
+from fasternet_mm.complexity import dummy_sample
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -56,9 +57,7 @@ def params(model):
 
 def backbone_section(args, shape, gemm, report):
     peer, ours = timm_peer(args.arch)
-    deployed = timm_peer(args.arch)[1]
-    deployed.load_state_dict(ours.state_dict())
-    switch_to_deploy(deployed)
+    deployed = switch_to_deploy(copy.deepcopy(ours))
     from mmdet.models.backbones import ResNet
     resnet = ResNet(depth=50)
     resnet.eval()  # mmdet's ResNet.train() returns None
@@ -70,17 +69,8 @@ def backbone_section(args, shape, gemm, report):
         'timm': lambda: peer_run(image),
         'resnet50': lambda: resnet(image),
     }
-
-    def bf16(run):
-
-        def wrapped():
-            with torch.autocast('cpu', dtype=torch.bfloat16):
-                return run()
-
-        return wrapped
-
-    cases['ours_deploy_bf16'] = bf16(cases['ours_deploy'])
-    cases['timm_bf16'] = bf16(cases['timm'])
+    cases['ours_deploy_bf16'] = autocast_run(cases['ours_deploy'])
+    cases['timm_bf16'] = autocast_run(cases['timm'])
     with torch.no_grad():
         seconds = interleaved_medians(cases, args.repeats)
         reference = peer_run(image)
@@ -160,7 +150,6 @@ def train_section(args, shape, report):
 
 
 def detector_section(args, report):
-    from mmdet.structures import DetDataSample
     from mmengine.config import Config
     from mmengine.model import revert_sync_batchnorm
     init_default_scope('mmdet')
@@ -183,12 +172,6 @@ def detector_section(args, report):
         models[name] = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
     switch_to_deploy(models['fasternet_deploy'])
     switch_to_deploy(models['resnet50_deploy'])  # its RoIAlign only
-    meta = dict(
-        img_shape=shape,
-        ori_shape=shape,
-        pad_shape=shape,
-        batch_input_shape=shape,
-        scale_factor=(1.0, 1.0))
     image = torch.rand(1, 3, *shape)
 
     def predict(model, bf16=False):
@@ -198,7 +181,7 @@ def detector_section(args, report):
                 use_bf16(model)
             try:
                 return model(
-                    image, [DetDataSample(metainfo=meta)], mode='predict')
+                    image, [dummy_sample('mmdet', *shape)], mode='predict')
             finally:
                 use_fp32(model)
 
@@ -239,9 +222,7 @@ def gpu_section(args,
     map (the per-size rule was measured on CPU)."""
     batch = batch or args.gpu_batch
     peer, ours = timm_peer(args.arch)
-    deployed = timm_peer(args.arch)[1]
-    deployed.load_state_dict(ours.state_dict())
-    switch_to_deploy(deployed)
+    deployed = switch_to_deploy(copy.deepcopy(ours))
     all_last = copy.deepcopy(deployed)
     all_last.channels_last_min_pixels = 0
     for model in (peer, deployed, all_last):
@@ -253,19 +234,8 @@ def gpu_section(args,
         ours_deploy_all_channels_last=lambda: all_last(image),
         timm=lambda: peer_run(image))
 
-    def timed(run, dtype):
-
-        def wrapped():
-            with torch.autocast(device, dtype=dtype):
-                outputs = run()
-            if device == 'cuda':
-                torch.cuda.synchronize()
-            return outputs
-
-        return wrapped
-
     cases = {
-        f'{name}_{str(dtype)[6:]}': timed(run, dtype)
+        f'{name}_{str(dtype)[6:]}': autocast_run(run, dtype, device)
         for dtype in dtypes
         for name, run in models.items()
     }
@@ -274,8 +244,8 @@ def gpu_section(args,
         errors = {
             f'deploy_vs_timm_{str(dtype)[6:]}':
             relative_error(
-                timed(models['ours_deploy'], dtype)(),
-                timed(models['timm'], dtype)())
+                autocast_run(models['ours_deploy'], dtype, device)(),
+                autocast_run(models['timm'], dtype, device)())
             for dtype in dtypes
         }
     name = torch.cuda.get_device_name() if device == 'cuda' else device
