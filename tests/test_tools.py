@@ -55,7 +55,7 @@ def test_det_demo_trains_reloads_and_evaluates(shapes, tmp_path):
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert isinstance(metrics[key], float) and 0 <= metrics[key] <= 1
     assert 'Average Precision' in result.stdout + result.stderr
-    # The deploy form with a bf16 backbone evaluates too.
+    # The deploy form under use_bf16 (backbone, neck, heads) evaluates too.
     result = run_tool('test.py', DET_DEMO, checkpoint, '--work-dir',
                       tmp_path / 'deploy', '--deploy', '--bf16', *options[:2])
     assert result.returncode == 0, result.stderr[-3000:]
