@@ -4,9 +4,7 @@ what to do, instead of minutes later deep inside a library."""
 import json
 import os.path as osp
 from typing import Iterable, List, Optional
-from urllib.parse import urlparse
 
-import torch
 from mmengine.config import Config
 
 from .checkpoint import CheckpointError, read_checkpoint
@@ -34,7 +32,19 @@ def check_config(cfg: Config, phase: str) -> None:
     if phase == 'train':
         check_backbone_checkpoint(cfg)
     if cfg.get('load_from'):
-        check_checkpoint_path(cfg.load_from, 'load_from')
+        check_checkpoint_path(cfg.load_from,
+                              '--resume' if cfg.get('resume') else 'load_from')
+    elif phase == 'train' and cfg.get('resume'):
+        latest = latest_checkpoint(cfg.work_dir)
+        if latest:
+            check_checkpoint_path(latest, '--resume')
+
+
+def latest_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint that ``--resume`` without a path would load: the one
+    named in the work dir's ``last_checkpoint``, as MMEngine finds it."""
+    from mmengine.runner import find_latest_checkpoint
+    return find_latest_checkpoint(work_dir) if osp.isdir(work_dir) else None
 
 
 def _backbone(cfg: Config) -> Optional[dict]:
@@ -125,14 +135,10 @@ def check_dataset(dataset: dict, where: str) -> None:
                     f'JSON ({err}).') from None
 
 
-def _hub_cache_path(url: str) -> str:
-    return osp.join(torch.hub.get_dir(), 'checkpoints',
-                    osp.basename(urlparse(url).path))
-
-
 def check_backbone_checkpoint(cfg: Config) -> None:
-    """The backbone's pretrained weights can be had: a local file exists, or
-    a URL is in torch's hub cache or downloads now (as it would later)."""
+    """The backbone's pretrained weights can be had and read: a local file,
+    or a URL found in torch's hub cache or downloaded now (as it would be
+    later), is read and its checksums checked."""
     backbone = _backbone(cfg)
     init_cfg = backbone.get('init_cfg') if backbone else None
     if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained':
@@ -142,27 +148,22 @@ def check_backbone_checkpoint(cfg: Config) -> None:
              '--cfg-options model.backbone.init_cfg.checkpoint=/path/to.pth, '
              'or train from scratch with --cfg-options '
              'model.backbone.init_cfg=None.')
-    if checkpoint.startswith(('http://', 'https://')):
-        if osp.isfile(_hub_cache_path(checkpoint)):
-            return
-        try:
-            torch.hub.download_url_to_file(
-                checkpoint, _hub_cache_path(checkpoint), progress=False)
-        except OSError as err:
-            raise PreflightError(
-                f'Cannot download the backbone checkpoint {checkpoint} '
-                f'({type(err).__name__}: {err}). {fixes}') from None
-        return
-    if not osp.isfile(checkpoint):
+    try:
+        read_checkpoint(checkpoint)
+    except FileNotFoundError:
         raise PreflightError(
-            f'The backbone checkpoint {checkpoint!r} does not exist. {fixes}')
+            f'The backbone checkpoint {checkpoint!r} does not exist. '
+            f'{fixes}') from None
+    except CheckpointError as err:
+        raise PreflightError(f'model.backbone.init_cfg: {err} {fixes}') \
+            from None
 
 
 def check_checkpoint_path(path: str, what: str) -> None:
-    """A checkpoint given on the command line or as load_from is readable
-    with weights-only loading (a URL is left to the loader)."""
-    if str(path).startswith(('http://', 'https://')):
-        return
+    """A checkpoint given on the command line, as load_from or as the one to
+    resume from is readable with weights-only loading and undamaged. A URL
+    is downloaded into torch's hub cache, where MMEngine's loader finds it
+    later."""
     try:
         read_checkpoint(path)
     except FileNotFoundError:

@@ -1,5 +1,6 @@
 """Training killed with SIGKILL and resumed with --resume ends where an
-uninterrupted run ends: same iterations, learning rate and weights."""
+uninterrupted run ends: same iterations, learning rate and weights. Killed
+between checkpoints, and killed in the middle of writing one."""
 import os
 import signal
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from fasternet_mm.shapes import generate
@@ -14,9 +16,26 @@ from fasternet_mm.shapes import generate
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
 EPOCHS = 3
+# Run as `python -c`: tools/train.py whose file writer writes half of
+# epoch 2's checkpoint and then kills its own process, as a SIGKILL in
+# the middle of torch.save's write would.
+DIE_INSIDE_WRITE = '''
+import os, runpy, signal, sys
+from mmengine.fileio import LocalBackend
+put = LocalBackend.put
+def put_half_then_die(self, obj, filepath):
+    if 'epoch_2' in str(filepath):
+        with open(filepath, 'wb') as f:
+            f.write(obj[:len(obj) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    put(self, obj, filepath)
+LocalBackend.put = put_half_then_die
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
 
 
-def train_command(data_root, work_dir, *extra):
+def train_command(data_root, work_dir, *extra, keep=5):
     return [
         sys.executable,
         str(REPO / 'tools/train.py'),
@@ -24,9 +43,9 @@ def train_command(data_root, work_dir, *extra):
         str(work_dir), *extra, '--cfg-options', f'data_root={data_root}/',
         f'train_cfg.max_epochs={EPOCHS}',
         'default_hooks.checkpoint.interval=1',
-        'default_hooks.checkpoint.max_keep_ckpts=5', 'param_scheduler.0.end=4',
-        'param_scheduler.1.milestones=[2]', 'randomness.deterministic=True',
-        'train_dataloader.batch_size=2'
+        f'default_hooks.checkpoint.max_keep_ckpts={keep}',
+        'param_scheduler.0.end=4', 'param_scheduler.1.milestones=[2]',
+        'randomness.deterministic=True', 'train_dataloader.batch_size=2'
     ]
 
 
@@ -38,14 +57,45 @@ def wait_for(path, process, timeout=300):
         time.sleep(0.2)
 
 
-def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
-    data_root = tmp_path / 'shapes'
-    generate(str(data_root), num_train=8, num_val=2, size=128, seed=2)
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('shapes')
+    generate(str(root), num_train=8, num_val=2, size=128, seed=2)
+    return root
 
-    straight = tmp_path / 'straight'
+
+@pytest.fixture(scope='module')
+def straight(data_root, tmp_path_factory):
+    """The final checkpoint of an uninterrupted run."""
+    work_dir = tmp_path_factory.mktemp('straight')
     subprocess.run(
-        train_command(data_root, straight), check=True, capture_output=True)
+        train_command(data_root, work_dir), check=True, capture_output=True)
+    return work_dir / f'epoch_{EPOCHS}.pth'
 
+
+def resume_and_compare(data_root, work_dir, straight, keep=5):
+    result = subprocess.run(
+        train_command(data_root, work_dir, '--resume', keep=keep),
+        capture_output=True,
+        text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'resumed epoch: ' in result.stdout + result.stderr
+
+    a = torch.load(straight, weights_only=True)
+    b = torch.load(work_dir / f'epoch_{EPOCHS}.pth', weights_only=True)
+    assert a['meta']['iter'] == b['meta']['iter'] == EPOCHS * 4
+    assert a['meta']['epoch'] == b['meta']['epoch'] == EPOCHS
+    lr = [group['lr'] for group in a['optimizer']['param_groups']]
+    assert lr == [group['lr'] for group in b['optimizer']['param_groups']]
+    assert a['param_schedulers'] == b['param_schedulers']
+    assert a['state_dict'].keys() == b['state_dict'].keys()
+    for key, value in a['state_dict'].items():
+        torch.testing.assert_close(
+            b['state_dict'][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_sigkill_then_resume_matches_uninterrupted(data_root, straight,
+                                                   tmp_path):
     resumed = tmp_path / 'resumed'
     process = subprocess.Popen(
         train_command(data_root, resumed),
@@ -59,21 +109,23 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (resumed / f'epoch_{EPOCHS}.pth').exists()
-    result = subprocess.run(
-        train_command(data_root, resumed, '--resume'),
+    resume_and_compare(data_root, resumed, straight)
+
+
+def test_sigkill_inside_a_checkpoint_write_loses_nothing(
+        data_root, straight, tmp_path):
+    """With max_keep_ckpts=1, MMEngine's own CheckpointHook deletes
+    epoch 1's checkpoint before writing epoch 2's in place: killed inside
+    that write, the run is left with half a file and a last_checkpoint
+    naming a deleted one."""
+    resumed = tmp_path / 'resumed'
+    command = train_command(data_root, resumed, keep=1)
+    killed = subprocess.run(
+        [sys.executable, '-c', DIE_INSIDE_WRITE, *command[1:]],
         capture_output=True,
         text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert 'resumed epoch: ' in result.stdout + result.stderr
-
-    a = torch.load(straight / f'epoch_{EPOCHS}.pth', weights_only=True)
-    b = torch.load(resumed / f'epoch_{EPOCHS}.pth', weights_only=True)
-    assert a['meta']['iter'] == b['meta']['iter'] == EPOCHS * 4
-    assert a['meta']['epoch'] == b['meta']['epoch'] == EPOCHS
-    lr = [group['lr'] for group in a['optimizer']['param_groups']]
-    assert lr == [group['lr'] for group in b['optimizer']['param_groups']]
-    assert a['param_schedulers'] == b['param_schedulers']
-    assert a['state_dict'].keys() == b['state_dict'].keys()
-    for key, value in a['state_dict'].items():
-        torch.testing.assert_close(
-            b['state_dict'][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (resumed / 'epoch_2.pth').exists()
+    assert (resumed / 'epoch_1.pth').exists()
+    assert (resumed / 'last_checkpoint').read_text().endswith('epoch_1.pth')
+    resume_and_compare(data_root, resumed, straight, keep=1)

@@ -115,7 +115,8 @@ def test_offline_checkpoint_fails_at_once(tmp_path, shapes):
         env=offline)
     assert result.returncode == 1, result.stderr[-3000:]
     assert 'Traceback' not in result.stderr
-    assert 'Cannot download the backbone checkpoint' in result.stderr
+    assert 'model.backbone.init_cfg: Cannot download the checkpoint' \
+        in result.stderr
     assert 'fasternet_t0-epoch.281-val_acc1.71.9180.pth' in result.stderr
     assert 'model.backbone.init_cfg=None' in result.stderr
 

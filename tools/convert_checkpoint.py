@@ -8,9 +8,9 @@ release (its backbone) or a timm state dict, detects which it is, and writes
         fasternet_s-epoch.299-val_acc1.81.2840.pth fasternet_s_mm.pth
 """
 import argparse
-import sys
 
-from fasternet_mm.checkpoint import CheckpointError, convert_checkpoint_file
+from fasternet_mm.checkpoint import convert_checkpoint_file
+from fasternet_mm.cli import exit_on_user_error
 
 
 def parse_args(argv=None):
@@ -29,16 +29,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        layout, count = convert_checkpoint_file(
-            args.src,
-            args.dst,
-            prefix=args.prefix,
-            trust_pickle=args.trust_pickle)
-    except (CheckpointError, FileNotFoundError) as err:
-        sys.exit(f'convert_checkpoint: {err}')
+    layout, count = convert_checkpoint_file(
+        args.src, args.dst, prefix=args.prefix, trust_pickle=args.trust_pickle)
     print(f'{args.src}: {layout} layout, wrote {count} tensors to {args.dst}')
 
 

@@ -16,6 +16,7 @@ STACK=(
     "setuptools<81" wheel ninja
     "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2"
     ftfy regex pycocotools timm onnx onnxruntime pytest flake8 isort opencv-python addict yapf
+    zlib-ng
 )
 
 here=$(cd "$(dirname "$0")/.." && pwd)
