@@ -1,5 +1,6 @@
 """Hooks: exact resumption of interrupted training, checkpoints that a
 kill cannot damage, and deploy-form testing."""
+import logging
 import os
 import os.path as osp
 import random
@@ -7,51 +8,138 @@ from typing import List, Optional
 
 import numpy as np
 import torch
-from mmengine.dist import is_main_process
+from mmengine.dist import (all_gather_object, get_dist_info, get_world_size,
+                           is_main_process)
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS as MMENGINE_HOOKS
 
 from .deploy import switch_to_deploy, use_bf16
 from .registry import HOOKS
 
 
-@MMENGINE_HOOKS.register_module()
+@HOOKS.register_module()
 class RandomStateHook(Hook):
     """Save the random number generators' states in every checkpoint and
-    restore them on ``--resume``.
+    restore them on ``--resume``: torch's CPU and CUDA generators, numpy's
+    and Python's, for every process.
 
     MMEngine re-seeds at start-up, so without this a resumed run draws other
     random flips, crops and sampled RoIs than the uninterrupted run would
     have. With it (and ``randomness=dict(seed=..., deterministic=True)``), a
-    run killed and resumed ends with the same weights. Data-loader workers
-    are seeded per worker by MMEngine and are not covered: use
+    run killed and resumed ends with the same weights. Under distributed
+    training each rank gets its own states back, so ranks seeded apart
+    (``diff_rank_seed``) do not share one stream after a resume. Data-loader
+    workers are seeded per worker by MMEngine and are not covered: use
     ``num_workers=0`` where bit-exact resumption matters.
+
+    Use it as ``default_hooks = dict(random_states=dict(
+    type='fasternet_mm.RandomStateHook'))``: a child config's
+    ``custom_hooks`` then cannot drop it.
     """
 
-    priority = 'VERY_LOW'
+    # Before CheckpointHook ('VERY_LOW'), so that the ranks' states are
+    # gathered by the time the main process writes the checkpoint.
+    priority = 'LOW'
     key = 'random_states'
 
+    def __init__(self) -> None:
+        self._gathered = None  # ((epoch, iter), {rank: states})
+
+    def after_train_iter(self, runner, *args, **kwargs) -> None:
+        self._gather_if_saving(runner, by_epoch=False)
+
+    def after_train_epoch(self, runner) -> None:
+        self._gather_if_saving(runner, by_epoch=True)
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        numpy_state = np.random.get_state()
-        checkpoint[self.key] = dict(
-            torch=torch.get_rng_state(),
-            numpy=(numpy_state[0], torch.from_numpy(numpy_state[1].copy()),
-                   *numpy_state[2:]),
-            python=random.getstate())
+        rank, world_size = get_dist_info()
+        now = (runner.epoch, runner.iter)
+        if self._gathered and self._gathered[0] == now:
+            ranks = self._gathered[1]
+        else:  # one process, or a save no rank gathered for
+            ranks = {rank: current_random_states()}
+        checkpoint[self.key] = dict(world_size=world_size, ranks=ranks)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        states = checkpoint.get(self.key)
-        if not states or not runner._resume:
+        saved = checkpoint.get(self.key)
+        if not saved or not runner._resume:
             return
-        torch.set_rng_state(states['torch'])
-        name, keys, *rest = states['numpy']
-        np.random.set_state((name, keys.numpy(), *rest))
-        random.setstate(states['python'])
+        if 'ranks' not in saved:  # written before states were per rank
+            saved = dict(world_size=1, ranks={0: saved})
+        rank, world_size = get_dist_info()
+        states = saved['ranks'].get(rank)
+        if saved['world_size'] != world_size or states is None:
+            runner.logger.warning(
+                f'The checkpoint holds random states for ranks '
+                f"{sorted(saved['ranks'])} of {saved['world_size']} "
+                f'processes; this is rank {rank} of {world_size}, which '
+                f'keeps its fresh seed: the resumed run will not repeat the '
+                f'uninterrupted one exactly.')
+            return
+        restore_random_states(states)
+
+    def _gather_if_saving(self, runner, by_epoch: bool) -> None:
+        """Under DDP only the main process writes checkpoints: gather every
+        rank's states there, on all ranks, when a save is due now."""
+        if get_world_size() == 1 or not _checkpoint_due(runner, by_epoch):
+            return
+        states = all_gather_object(current_random_states())
+        self._gathered = ((runner.epoch, runner.iter), dict(enumerate(states)))
 
 
-@MMENGINE_HOOKS.register_module()
+def _checkpoint_due(runner, by_epoch: bool) -> bool:
+    """Whether a CheckpointHook of the runner saves at this point, by its
+    own interval rules."""
+    for hook in runner.hooks:
+        if not isinstance(hook, CheckpointHook) or hook.by_epoch != by_epoch:
+            continue
+        if by_epoch:
+            due = hook.every_n_epochs(runner, hook.interval, hook.save_begin)
+            last = hook.is_last_train_epoch(runner)
+        else:
+            due = hook.every_n_train_iters(runner, hook.interval,
+                                           hook.save_begin)
+            last = hook.is_last_train_iter(runner)
+        if due or (hook.save_last and last):
+            return True
+    return False
+
+
+def current_random_states() -> dict:
+    """This process's generator states, as plain picklable data."""
+    name, keys, *rest = np.random.get_state()
+    states = dict(
+        torch=torch.get_rng_state(),
+        numpy=(name, torch.from_numpy(keys.copy()), *rest),
+        python=random.getstate())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states['cuda'] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_random_states(states: dict) -> None:
+    """Undo :func:`current_random_states`."""
+    torch.set_rng_state(states['torch'])
+    name, keys, *rest = states['numpy']
+    np.random.set_state((name, keys.numpy(), *rest))
+    random.setstate(states['python'])
+    cuda = states.get('cuda')
+    if cuda is None or not torch.cuda.is_available():
+        return
+    if len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    else:
+        print_log(
+            f'The checkpoint holds the random states of {len(cuda)} CUDA '
+            f'devices and this process sees {torch.cuda.device_count()}: '
+            f'the CUDA generators keep their fresh seeds.',
+            logger='current',
+            level=logging.WARNING)
+
+
+@HOOKS.register_module()
 class DeployHook(Hook):
     """Before testing, switch the model to its deploy form and/or run it in
     bf16 (``tools/test.py --deploy/--bf16``).

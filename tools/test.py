@@ -87,7 +87,10 @@ def main(argv=None):
             if cfg.default_scope == 'mmseg' else args.out)
     if args.deploy or args.bf16:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='DeployHook', deploy=args.deploy, bf16=args.bf16)
+            dict(
+                type='fasternet_mm.DeployHook',
+                deploy=args.deploy,
+                bf16=args.bf16)
         ]
     runner = build_runner(cfg)
     runner.test()

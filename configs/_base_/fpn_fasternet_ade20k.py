@@ -5,12 +5,12 @@
 _base_ = 'mmseg::poolformer/fpn_poolformer_s12_8xb4-40k_ade20k-512x512.py'
 
 custom_imports = dict(imports=['fasternet_mm'], allow_failed_imports=False)
-# Keeps the RNG states in checkpoints, so --resume continues exactly.
-custom_hooks = [dict(type='RandomStateHook')]
-# Checkpoints are written to a temporary file and renamed, so a run killed
-# while saving still resumes from its last complete checkpoint.
+# Checkpoints keep the RNG states, so --resume continues exactly, and are
+# written to a temporary file and renamed, so a run killed while saving
+# still resumes from its last complete checkpoint.
 default_hooks = dict(
-    checkpoint=dict(type='fasternet_mm.AtomicCheckpointHook'))
+    checkpoint=dict(type='fasternet_mm.AtomicCheckpointHook'),
+    random_states=dict(type='fasternet_mm.RandomStateHook'))
 
 model = dict(
     backbone=dict(
