@@ -5,19 +5,20 @@ in a config) registers :class:`FasterNet` as ``'FasterNet'`` in the model
 registries of mmdet and mmseg, whichever are installed, and as
 ``'fasternet_mm.FasterNet'`` everywhere.
 """
-from .compat import allow_mmengine_checkpoints
-from .deploy import switch_to_deploy, use_bf16, use_fp32
+from .compat import allow_mmengine_checkpoints, mmengine_checkpoints
+from .deploy import switch_to_deploy
 from .hooks import DeployHook, RandomStateHook
 from .models import FasterNet, PartialConv, register_downstream
 from .ops import GatherRoIAlign, register_roi_layers
+from .precision import use_bf16, use_fp32
 from .version import __version__
 
-allow_mmengine_checkpoints()
 register_downstream()
 register_roi_layers()
 
 __all__ = [
     'DeployHook', 'FasterNet', 'GatherRoIAlign', 'PartialConv',
-    'RandomStateHook', 'register_downstream', 'switch_to_deploy', 'use_bf16',
-    'use_fp32', '__version__'
+    'RandomStateHook', 'allow_mmengine_checkpoints', 'mmengine_checkpoints',
+    'register_downstream', 'switch_to_deploy', 'use_bf16', 'use_fp32',
+    '__version__'
 ]

@@ -39,6 +39,8 @@ from urllib.parse import urlparse
 import torch
 from mmengine.logging import MMLogger, print_log
 
+from .compat import mmengine_checkpoints
+
 try:  # zlib-ng's CRC-32 runs about 5x faster than the standard library's
     from zlib_ng.zlib_ng import crc32
 except ImportError:
@@ -225,10 +227,11 @@ def read_checkpoint(path: Union[str, PathLike],
     with ThreadPoolExecutor(max_workers=1) as pool:
         checked = pool.submit(check_zip_records, path)
         try:
-            content = torch.load(
-                path,
-                map_location=map_location,
-                weights_only=not trust_pickle)
+            with mmengine_checkpoints():
+                content = torch.load(
+                    path,
+                    map_location=map_location,
+                    weights_only=not trust_pickle)
         except Exception as err:  # noqa: B902
             checked.result()
             raise _load_error(path, err, trust_pickle) from None

@@ -6,12 +6,23 @@ fail to load (``Unsupported global: GLOBAL
 mmengine.logging.history_buffer.HistoryBuffer``), which breaks ``--resume``,
 ``load_from`` and ``load_checkpoint``. Rather than turning weights-only
 loading off (which would let any checkpoint run code), we allow-list the few
-plain-data classes that MMEngine's checkpoints contain.
+plain-data classes that MMEngine's checkpoints contain, and only while the
+loads that need them run: :func:`mmengine_checkpoints` is a ``with`` block
+around our own loader and the Runner of ``tools/train.py`` and
+``tools/test.py``. ``import fasternet_mm`` leaves torch's allow-list alone.
 """
 import collections
+import contextlib
+import os
 import pickle
+from typing import Iterator
 
 import torch
+
+# Set to 0 to keep torch's allow-list untouched even inside
+# mmengine_checkpoints(): MMEngine's own checkpoints then fail to resume or
+# load on torch >= 2.6, as they do without this package.
+OPT_OUT_VARIABLE = 'FASTERNET_MM_MMENGINE_ALLOWLIST'
 
 
 def history_buffer_getattr(owner, name: str):
@@ -66,11 +77,34 @@ def mmengine_checkpoint_globals() -> list:
     return safe
 
 
-def allow_mmengine_checkpoints() -> bool:
-    """Allow-list MMEngine's checkpoint classes for weights-only loading.
+@contextlib.contextmanager
+def mmengine_checkpoints() -> Iterator[None]:
+    """Inside the block, weights-only loading accepts MMEngine's checkpoint
+    classes (:func:`mmengine_checkpoint_globals`); on leaving it, torch's
+    allow-list is as it was. Does nothing where the environment variable
+    ``FASTERNET_MM_MMENGINE_ALLOWLIST=0`` opts out, or on a torch without
+    ``torch.serialization.safe_globals``.
 
-    Returns False on a torch without ``add_safe_globals`` (< 2.4), where
-    ``torch.load`` does not default to weights-only anyway.
+    Example:
+        >>> with mmengine_checkpoints():
+        ...     runner.train()  # --resume reads MMEngine's checkpoints
+    """
+    safe_globals = getattr(torch.serialization, 'safe_globals', None)
+    if safe_globals is None or os.environ.get(OPT_OUT_VARIABLE) == '0':
+        yield
+        return
+    with safe_globals(mmengine_checkpoint_globals()):
+        yield
+
+
+def allow_mmengine_checkpoints() -> bool:
+    """Allow-list MMEngine's checkpoint classes for weights-only loading for
+    the rest of the process; torch offers no way to undo it.
+
+    For scripts that run a Runner without our tools (e.g. mmdet's own
+    ``tools/train.py`` with ``custom_imports=['fasternet_mm']``); prefer
+    :func:`mmengine_checkpoints` where a ``with`` block fits. Returns False
+    on a torch without ``add_safe_globals``.
     """
     add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
     if add_safe_globals is None:

@@ -15,7 +15,8 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
-from .deploy import switch_to_deploy, use_bf16
+from .deploy import switch_to_deploy
+from .precision import use_bf16
 from .registry import HOOKS
 
 

@@ -135,6 +135,69 @@ def test_timm_layout_matches_timm_model(tmp_path):
     assert_same_features(ours, tuple(theirs))
 
 
+# timm's official -> timm key mapping, as timm's authors wrote it in
+# timm/models/fasternet.py (checkpoint_filter_fn, a comment there in timm
+# 1.0.31, so it is quoted here as data): the oracle for the official layout.
+TIMM_STAGES_FROM_OFFICIAL = {
+    'stages.1.': 'stages.1.downsample.',
+    'stages.2.': 'stages.1.',
+    'stages.3.': 'stages.2.downsample.',
+    'stages.4.': 'stages.2.',
+    'stages.5.': 'stages.3.downsample.',
+    'stages.6.': 'stages.3.',
+}
+TIMM_HEAD_FROM_OFFICIAL = {
+    'avgpool_pre_head.1.weight': 'conv_head.weight',
+    'head.weight': 'classifier.weight',
+    'head.bias': 'classifier.bias',
+}
+
+
+def official_from_timm(state_dict):
+    """timm's weights under official keys, by timm's table read backwards
+    (the longest timm prefix wins: 'stages.1.downsample.' before
+    'stages.1.')."""
+    heads = {v: k for k, v in TIMM_HEAD_FROM_OFFICIAL.items()}
+    stages = sorted(((v, k) for k, v in TIMM_STAGES_FROM_OFFICIAL.items()),
+                    key=lambda pair: -len(pair[0]))
+    out = OrderedDict()
+    for key, value in state_dict.items():
+        if key in heads:
+            key = heads[key]
+        else:
+            for timm_prefix, official in stages:
+                if key.startswith(timm_prefix):
+                    key = official + key[len(timm_prefix):]
+                    break
+        out[key] = value
+    return out
+
+
+def test_official_layout_follows_timms_mapping(tmp_path):
+    """A timm model's weights, renamed to the official layout by timm's own
+    table, load through our converter and give timm's features; and the
+    official keys the other tests write (to_official) are the same set."""
+    timm = pytest.importorskip('timm')
+    peer = randomize_norms(timm.create_model('fasternet_t0', pretrained=False))
+    official = official_from_timm(peer.state_dict())
+    assert detect_layout(official) == 'official'
+    ours_as_official = to_official(FasterNet(arch='t0', out_norm=False)
+                                   .state_dict())
+    assert set(ours_as_official) == set(official)
+    path = tmp_path / 'fasternet_t0-epoch.281-val_acc1.71.9180.pth'
+    torch.save(official, path)
+    model = FasterNet(
+        arch='t0',
+        out_norm=False,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    x = torch.rand(1, 3, 97, 131)
+    with torch.no_grad():
+        ours = model.eval()(x)
+        theirs = peer.forward_intermediates(x, intermediates_only=True)
+    assert_same_features(ours, tuple(theirs))
+
+
 def test_ours_passes_through_and_conversion_is_idempotent():
     state = FasterNet(arch=TINY_ARCH).state_dict()
     assert detect_layout(state) == 'fasternet_mm'

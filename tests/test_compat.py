@@ -1,5 +1,8 @@
-"""MMEngine checkpoints load under torch's weights-only default."""
+"""MMEngine checkpoints load under torch's weights-only default, inside
+mmengine_checkpoints() only."""
 import pickle
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -8,7 +11,8 @@ import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from fasternet_mm.compat import history_buffer_getattr
+from fasternet_mm.checkpoint import read_checkpoint
+from fasternet_mm.compat import history_buffer_getattr, mmengine_checkpoints
 
 
 def runner_like_checkpoint():
@@ -39,19 +43,47 @@ def runner_like_checkpoint():
     }
 
 
-def test_runner_checkpoint_loads_weights_only(tmp_path):
+def test_runner_checkpoint_loads_weights_only_inside_the_block(tmp_path):
     path = tmp_path / 'epoch_1.pth'
     torch.save(runner_like_checkpoint(), path)
-    # torch's default (weights_only=True on torch >= 2.6) and explicit.
-    for loaded in (torch.load(path), torch.load(path, weights_only=True),
-                   _load_checkpoint(str(path))):
-        buffer = loaded['message_hub']['log_scalars']['train/loss']
-        assert isinstance(buffer, HistoryBuffer)
-        assert buffer.mean() == pytest.approx((1.0 + 0.5 + 0.25) / 3)
-        assert loaded['param_schedulers'][0]['milestones'] == Counter({
-            8: 1,
-            11: 1
-        })
+    with mmengine_checkpoints():
+        # torch's default (weights_only=True on torch >= 2.6), explicit,
+        # and MMEngine's loader, as --resume and load_from call it.
+        for loaded in (torch.load(path), torch.load(path, weights_only=True),
+                       _load_checkpoint(str(path))):
+            buffer = loaded['message_hub']['log_scalars']['train/loss']
+            assert isinstance(buffer, HistoryBuffer)
+            assert buffer.mean() == pytest.approx((1.0 + 0.5 + 0.25) / 3)
+            assert loaded['param_schedulers'][0]['milestones'] == Counter({
+                8: 1,
+                11: 1
+            })
+    # Outside the block torch's allow-list is as it was.
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
+        torch.load(path, weights_only=True)
+    assert read_checkpoint(path)['meta']['iter'] == 7  # our loader's block
+
+
+def test_import_leaves_torchs_allow_list_alone():
+    # (torch.distributed.tensor, which MMEngine imports, adds its own.)
+    script = ('import torch, fasternet_mm; '
+              'from fasternet_mm.compat import mmengine_checkpoint_globals; '
+              'allowed = torch.serialization.get_safe_globals(); '
+              'ours = mmengine_checkpoint_globals(); '
+              'print(sum(g in allowed for g in ours))')
+    result = subprocess.run([sys.executable, '-c', script],
+                            capture_output=True,
+                            text=True)
+    assert result.stdout.split() == ['0'], result.stderr[-2000:]
+
+
+def test_opt_out_keeps_the_block_inert(tmp_path, monkeypatch):
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(runner_like_checkpoint(), path)
+    monkeypatch.setenv('FASTERNET_MM_MMENGINE_ALLOWLIST', '0')
+    with mmengine_checkpoints():
+        with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
+            torch.load(path, weights_only=True)
 
 
 def test_getattr_stand_in_only_gives_statistics_methods():
@@ -73,7 +105,8 @@ class _GetattrExploit:
 def test_getattr_gadget_is_refused(tmp_path):
     path = tmp_path / 'gadget.pth'
     torch.save({'x': _GetattrExploit()}, path)
-    with pytest.raises(pickle.UnpicklingError, match='Refused getattr'):
+    with mmengine_checkpoints(), pytest.raises(
+            pickle.UnpicklingError, match='Refused getattr'):
         torch.load(path, weights_only=True)
 
 

@@ -64,3 +64,29 @@ def test_import_with_only_one_library(hidden, present):
                             text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split('\n')[:2] == ['40', f"['{present}.registry']"]
+
+
+def test_another_packages_fasternet_is_kept_with_a_warning():
+    script = textwrap.dedent("""
+        import warnings
+        import torch
+        from mmdet.registry import MODELS
+
+        @MODELS.register_module()
+        class FasterNet(torch.nn.Module):
+            pass
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            import fasternet_mm
+        print(MODELS.get('FasterNet') is FasterNet)
+        ours = MODELS.build(dict(type='fasternet_mm.FasterNet', arch='t0'))
+        print(type(ours) is fasternet_mm.FasterNet)
+        print(any("type='fasternet_mm.FasterNet'" in str(w.message)
+                  for w in caught))
+    """)
+    result = subprocess.run([sys.executable, '-c', script],
+                            capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ['True', 'True', 'True']

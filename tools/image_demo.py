@@ -11,6 +11,7 @@ import mmcv
 from mmengine.registry import init_default_scope
 
 from fasternet_mm.cli import exit_on_user_error, load_config
+from fasternet_mm.compat import mmengine_checkpoints
 from fasternet_mm.preflight import check_checkpoint_path
 
 
@@ -43,7 +44,8 @@ def main(argv=None):
     from mmdet.registry import VISUALIZERS
 
     cfg.model.backbone.init_cfg = None
-    model = init_detector(cfg, args.checkpoint, device=args.device)
+    with mmengine_checkpoints():  # MMEngine's checkpoints, weights-only
+        model = init_detector(cfg, args.checkpoint, device=args.device)
     visualizer = VISUALIZERS.build(model.cfg.visualizer)
     visualizer.dataset_meta = model.dataset_meta
     os.makedirs(args.out_dir, exist_ok=True)

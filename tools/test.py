@@ -5,6 +5,7 @@ import os.path as osp
 
 from fasternet_mm.cli import (add_common_args, build_runner,
                               exit_on_user_error, load_config)
+from fasternet_mm.compat import mmengine_checkpoints
 from fasternet_mm.preflight import check_config
 
 
@@ -93,7 +94,8 @@ def main(argv=None):
                 bf16=args.bf16)
         ]
     runner = build_runner(cfg)
-    runner.test()
+    with mmengine_checkpoints():  # MMEngine's checkpoints, weights-only
+        runner.test()
 
 
 if __name__ == '__main__':

@@ -8,6 +8,7 @@ import argparse
 
 from fasternet_mm.cli import (add_common_args, build_runner,
                               exit_on_user_error, load_config)
+from fasternet_mm.compat import mmengine_checkpoints
 from fasternet_mm.preflight import PreflightError, check_config
 
 
@@ -53,7 +54,8 @@ def main(argv=None):
         cfg.load_from = args.resume
     check_config(cfg, 'train')
     runner = build_runner(cfg)
-    runner.train()
+    with mmengine_checkpoints():  # MMEngine's checkpoints, weights-only
+        runner.train()
 
 
 if __name__ == '__main__':

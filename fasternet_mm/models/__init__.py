@@ -1,4 +1,5 @@
 import importlib
+import warnings
 
 from .fasternet import (ConvDownsample, FasterNet, FasterNetBlock,
                         FasterNetStage, PartialConv)
@@ -17,7 +18,9 @@ def register_downstream() -> list:
 
     Returns the names of the registries it was added to. A library that is
     not installed is skipped: ``import fasternet_mm`` works with only one of
-    mmdet or mmseg.
+    mmdet or mmseg. A registry that already holds another package's
+    ``FasterNet`` keeps it, with a warning: replacing it would silently
+    break that package; ours stays reachable as ``fasternet_mm.FasterNet``.
     """
     registered = []
     for name in DOWNSTREAM_REGISTRIES:
@@ -25,7 +28,15 @@ def register_downstream() -> list:
             registry = importlib.import_module(name).MODELS
         except ImportError:
             continue
-        if registry.module_dict.get('FasterNet') is not FasterNet:
-            registry.register_module('FasterNet', module=FasterNet, force=True)
+        present = registry.module_dict.get('FasterNet')
+        if present is None:
+            registry.register_module('FasterNet', module=FasterNet)
+        elif present is not FasterNet:
+            warnings.warn(
+                f"{name}.MODELS already holds a 'FasterNet' from "
+                f'{present.__module__}; fasternet_mm leaves it in place. Use '
+                f"type='fasternet_mm.FasterNet' for this package's backbone.",
+                stacklevel=2)
+            continue
         registered.append(name)
     return registered
