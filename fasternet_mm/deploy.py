@@ -6,6 +6,8 @@ segmentor (``FasterNet.switch_to_deploy()`` does one backbone), and swaps
 mmcv's RoIAlign for the equal, faster :class:`GatherRoIAlign`. Lower
 precision, which changes the numbers, lives in :mod:`fasternet_mm.precision`.
 """
+from typing import Union
+
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -60,15 +62,38 @@ def _swap_roi_align(model: nn.Module) -> None:
                                    child.aligned))
 
 
-def switch_to_deploy(model: nn.Module) -> nn.Module:
+def switch_to_deploy(model: nn.Module,
+                     compile: Union[bool, dict] = False) -> nn.Module:
     """Switch a backbone, detector or segmentor to its deploy form, in place:
     every submodule with a ``switch_to_deploy`` method (every FasterNet,
     wherever it sits) folds its BNs, and every average-pooling
     ``mmcv.ops.RoIAlign`` becomes a :class:`GatherRoIAlign` (same numbers,
-    5-15x faster on CPU). Returns the model in eval mode; load weights
-    first."""
+    5-15x faster on CPU). Load weights and move the model to its device
+    first: on CUDA the backbone's weights go channels-last.
+
+    Args:
+        model (nn.Module): A FasterNet, or any model holding FasterNets.
+        compile (bool | dict): Also compile every FasterNet in place with
+            ``torch.compile`` (``nn.Module.compile``); a dict gives its
+            keyword arguments, e.g. ``dict(mode='max-autotune')``. Only the
+            backbones are compiled: heads with NMS and data-dependent shapes
+            gain little and recompile often. The first call at each input
+            shape pays for the compilation.
+
+    Returns:
+        nn.Module: ``model``, in eval mode.
+    """
+    from .models import FasterNet
+    if not isinstance(compile, (bool, dict)):
+        raise TypeError(f'compile must be a bool or a dict of torch.compile '
+                        f'arguments, got {compile!r}')
     for module in list(model.modules()):
         if callable(getattr(module, 'switch_to_deploy', None)):
             module.switch_to_deploy()
     _swap_roi_align(model)
+    if compile is not False:
+        options = compile if isinstance(compile, dict) else {}
+        for module in model.modules():
+            if isinstance(module, FasterNet):
+                module.compile(**options)
     return model.eval()

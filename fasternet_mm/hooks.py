@@ -3,6 +3,7 @@ kill cannot damage, and deploy-form testing."""
 import logging
 import os
 import os.path as osp
+import pickle
 import random
 from typing import List, Optional
 
@@ -16,7 +17,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from .deploy import switch_to_deploy
-from .precision import use_bf16
+from .precision import use_bf16, use_fp32
 from .registry import HOOKS
 
 
@@ -86,8 +87,12 @@ class RandomStateHook(Hook):
         rank's states there, on all ranks, when a save is due now."""
         if get_world_size() == 1 or not _checkpoint_due(runner, by_epoch):
             return
-        states = all_gather_object(current_random_states())
-        self._gathered = ((runner.epoch, runner.iter), dict(enumerate(states)))
+        # As bytes: MMEngine's all_gather_object re-loads what it sends
+        # with torch.load, which cannot rebuild the states' tensors.
+        states = all_gather_object(pickle.dumps(current_random_states()))
+        self._gathered = ((runner.epoch, runner.iter),
+                          {r: pickle.loads(b)
+                           for r, b in enumerate(states)})
 
 
 def _checkpoint_due(runner, by_epoch: bool) -> bool:
@@ -165,14 +170,54 @@ class DeployHook(Hook):
         self.bf16 = bf16
 
     def before_test(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = _unwrap(runner.model)
         if self.deploy:
             switch_to_deploy(model)
         if self.bf16 == 'all':
             use_bf16(model)
         elif self.bf16 == 'backbone':
             use_bf16(model, ['backbone'])
+
+
+@HOOKS.register_module()
+class Bf16TrainingHook(Hook):
+    """Mixed-precision training on a CPU (``tools/train.py --amp``): the
+    backbone, neck and heads run under bf16 autocast, while their predictor
+    layers, the losses, RoIAlign, NMS and the other box and mask
+    post-processing stay fp32 (:func:`fasternet_mm.use_bf16`). The weights
+    and the optimizer stay fp32. bf16 has fp32's exponent range, so no loss
+    scaler is needed. Validation inside training runs in fp32.
+
+    MMEngine's ``AmpOptimWrapper`` runs on CUDA, NPU, MLU and MUSA only; on
+    those, ``--amp`` keeps it (fp16 with a dynamic loss scale).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self) -> None:
+        self.training = False
+
+    def before_train(self, runner) -> None:
+        self.training = True
+        parts = use_bf16(_unwrap(runner.model))
+        runner.logger.info(f'--amp: training {parts} under bf16 autocast; '
+                           f'predictor layers, losses and post-processing '
+                           f'in fp32')
+
+    def before_val(self, runner) -> None:
+        use_fp32(_unwrap(runner.model))
+
+    def after_val(self, runner) -> None:
+        if self.training:
+            use_bf16(_unwrap(runner.model))
+
+    def after_train(self, runner) -> None:
+        self.training = False
+        use_fp32(_unwrap(runner.model))
+
+
+def _unwrap(model):
+    return model.module if is_model_wrapper(model) else model
 
 
 @HOOKS.register_module()

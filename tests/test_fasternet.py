@@ -4,6 +4,7 @@ from helpers import randomize_norms
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fasternet_mm import FasterNet, PartialConv
+from fasternet_mm.benchmark import saved_activation_bytes
 from fasternet_mm.models import FasterNetBlock
 
 ODD_SIZE = (97, 131)
@@ -173,20 +174,6 @@ def test_other_norms_build(norm_cfg):
         assert outs[-1].shape == (1, 128, 2, 2)
 
 
-def saved_activation_bytes(model, x):
-    """Bytes that autograd keeps for the backward pass of one forward."""
-    total = 0
-
-    def pack(tensor):
-        nonlocal total
-        total += tensor.numel() * tensor.element_size()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        outs = model(x)
-    return outs, total
-
-
 def test_with_cp_gives_same_gradients_and_keeps_fewer_activations():
     torch.manual_seed(0)
     arch = dict(TINY_ARCH, drop_path_rate=0.0)
@@ -197,10 +184,10 @@ def test_with_cp_gives_same_gradients_and_keeps_fewer_activations():
     grads, kept = [], []
     for model in (plain, checkpointed):
         model.zero_grad()
-        outs, saved = saved_activation_bytes(model, x)
+        outs = []
+        kept.append(saved_activation_bytes(lambda: outs.extend(model(x))))
         sum(o.square().mean() for o in outs).backward()
         grads.append([p.grad.clone() for p in model.parameters()])
-        kept.append(saved)
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
     # Checkpointing keeps each block's input instead of its MLP's 2C-wide
@@ -359,6 +346,27 @@ def test_deploy_form_channels_last_on_every_stage():
     for a, b in zip(deployed, expected):
         error = ((a - b).abs().max() / b.abs().max()).item()
         assert error <= 1e-4, error
+
+
+def test_compiled_deploy_form_is_one_graph_with_equal_outputs():
+    """switch_to_deploy(compile=...) compiles each FasterNet in place.
+    fullgraph=True fails on any graph break. The aot_eager backend keeps
+    this CPU test to seconds; the GPU test uses the default inductor."""
+    from fasternet_mm import switch_to_deploy
+    torch.manual_seed(0)
+    model = randomize_norms(FasterNet(arch=TINY_ARCH)).eval()
+    x = torch.rand(1, 3, 97, 131)
+    with torch.no_grad():
+        expected = model(x)
+        switch_to_deploy(
+            model, compile=dict(backend='aot_eager', fullgraph=True))
+        compiled = model(x)
+    assert model._compiled_call_impl is not None
+    for a, b in zip(compiled, expected):
+        error = ((a - b).abs().max() / b.abs().max()).item()
+        assert error <= 1e-4, error
+    with pytest.raises(TypeError, match="compile must be a bool or a dict"):
+        switch_to_deploy(model, compile='max-autotune')
 
 
 def test_drop_path_drops_whole_samples_and_keeps_the_mean():

@@ -151,11 +151,16 @@ class GatherRoIAlign(nn.Module):
                 for i, (h, w) in enumerate(keys.tolist())]
 
     def forward(self, features: Tensor, rois: Tensor) -> Tensor:
-        if features.device.type != 'cpu':
+        if features.device.type != 'cpu':  # mmcv's kernel is fast there
             from mmcv.ops import roi_align
             return roi_align(features, rois, self.output_size,
                              self.spatial_scale, self.sampling_ratio,
                              self.pool_mode, self.aligned)
+        return self.gather(features, rois)
+
+    def gather(self, features: Tensor, rois: Tensor) -> Tensor:
+        """The weighted-gather form on any device (``forward`` uses it on
+        CPU)."""
         num_images, channels, height, width = features.shape
         out_h, out_w = self.output_size
         if rois.shape[0] == 0:

@@ -1,0 +1,92 @@
+"""tools/train.py --amp: bf16 autocast by parts on a CPU, MMEngine's fp16
+AmpOptimWrapper where it runs, one clear line elsewhere."""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from fasternet_mm.preflight import PreflightError
+from fasternet_mm.shapes import generate
+
+REPO = Path(__file__).resolve().parents[1]
+DET_DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
+
+
+def train_tool():
+    spec = importlib.util.spec_from_file_location('train_tool',
+                                                  REPO / 'tools/train.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(
+    not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+    reason='this CPU has no native bf16')
+def test_amp_trains_on_a_cpu_in_bf16_by_parts(tmp_path):
+    data_root = tmp_path / 'shapes'
+    generate(str(data_root), num_train=4, num_val=1, size=128, seed=4)
+    work_dir = tmp_path / 'amp'
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / 'tools/train.py'),
+            str(DET_DEMO), '--amp', '--work-dir',
+            str(work_dir), '--cfg-options', f'data_root={data_root}/',
+            'train_cfg.max_epochs=1', 'default_hooks.checkpoint.interval=1',
+            'train_dataloader.batch_size=2'
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert ("--amp: training ['backbone', 'neck', 'rpn_head', "
+            "'roi_head.bbox_head', 'roi_head.mask_head'] under bf16") in log
+    state = torch.load(work_dir / 'epoch_1.pth', weights_only=False)
+    # Master weights stay fp32; the hooks leave no trace in the keys.
+    assert {v.dtype for v in state['state_dict'].values()
+            if v.is_floating_point()} == {torch.float32}
+    assert all(torch.isfinite(v).all() for v in state['state_dict'].values()
+               if v.is_floating_point())
+
+
+@pytest.mark.parametrize('device, optim_wrapper, hooks', [
+    ('cuda', 'AmpOptimWrapper', []),
+    ('npu', 'AmpOptimWrapper', []),
+    ('cpu', 'OptimWrapper', ['fasternet_mm.Bf16TrainingHook']),
+])
+def test_amp_picks_the_device_s_mixed_precision(monkeypatch, device,
+                                                optim_wrapper, hooks):
+    tool = train_tool()
+    monkeypatch.setattr(tool, 'get_device', lambda: device)
+    monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
+                        lambda: True)
+    cfg = Config.fromfile(DET_DEMO)
+    tool.use_amp(cfg)
+    assert cfg.optim_wrapper.type == optim_wrapper
+    assert [h['type'] for h in cfg.get('custom_hooks', [])] == hooks
+
+
+@pytest.mark.parametrize('device, bf16, pattern', [
+    ('cpu', False, 'this CPU has no native bf16'),
+    ('mps', True, "no mixed precision on 'mps'"),
+])
+def test_amp_where_the_device_cannot_is_one_line(monkeypatch, capsys, device,
+                                                 bf16, pattern):
+    tool = train_tool()
+    monkeypatch.setattr(tool, 'get_device', lambda: device)
+    monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
+                        lambda: bf16)
+    with pytest.raises(PreflightError, match=pattern):
+        tool.use_amp(Config.fromfile(DET_DEMO))
+    with pytest.raises(SystemExit) as info:
+        tool.main([str(DET_DEMO), '--amp'])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and pattern in err
+    assert len(err.strip().splitlines()) == 1

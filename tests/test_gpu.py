@@ -1,0 +1,143 @@
+"""The CUDA paths: skipped, with the reason, where CUDA is absent. `make
+gpu-check` runs them on a GPU machine."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import build, forward_once, randomize_norms
+from mmengine.config import Config
+
+from fasternet_mm import FasterNet, switch_to_deploy, use_bf16
+from fasternet_mm.benchmark import relative_error
+from fasternet_mm.shapes import generate
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='needs a CUDA device')
+
+REPO = Path(__file__).resolve().parents[1]
+DET_DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
+
+
+@pytest.fixture
+def exact_fp32():
+    """TF32 would make fp32 convs differ by ~1e-3."""
+    cudnn, matmul = (torch.backends.cudnn.allow_tf32,
+                     torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = cudnn
+    torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
+@pytest.mark.parametrize('output_size, sampling_ratio, scale, aligned', [
+    (7, 2, 1 / 4, True),
+    (14, 2, 1 / 8, True),
+    (7, 0, 1 / 4, True),
+    (7, 2, 1 / 4, False),
+])
+def test_gather_roi_align_matches_mmcv_cuda_kernel(output_size,
+                                                   sampling_ratio, scale,
+                                                   aligned, exact_fp32):
+    from mmcv.ops import RoIAlign
+
+    from fasternet_mm.ops import GatherRoIAlign
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 16, 40, 56, generator=generator).cuda()
+    corner = torch.rand(128, 2, generator=generator) * 200
+    size = torch.rand(128, 2, generator=generator) * 80 + 1
+    image = torch.randint(0, 2, (128, 1), generator=generator).float()
+    rois = torch.cat([image, corner, corner + size], 1).cuda()
+    upstream = torch.randn(
+        128, 16, output_size, output_size, generator=generator).cuda()
+    mmcv_op = RoIAlign(output_size, scale, sampling_ratio, aligned=aligned)
+    ours = GatherRoIAlign(output_size, scale, sampling_ratio, aligned=aligned)
+    outputs, grads = [], []
+    for run in (mmcv_op, ours.gather, ours):
+        x = features.clone().requires_grad_()
+        out = run(x, rois)
+        (out * upstream).sum().backward()
+        outputs.append(out.detach())
+        grads.append(x.grad)
+    for out, grad in zip(outputs[1:], grads[1:]):
+        torch.testing.assert_close(out, outputs[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(grad, grads[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('compile', [False, True])
+def test_deploy_form_on_cuda_equals_training_form(compile, exact_fp32):
+    torch.manual_seed(0)
+    model = randomize_norms(FasterNet(arch='t0')).cuda().eval()
+    x = torch.rand(2, 3, 224, 288, device='cuda')
+    with torch.no_grad():
+        expected = model(x)
+        switch_to_deploy(model, compile=compile)
+        formats = []
+        for stage in model.stages:
+            stage.blocks[0].register_forward_pre_hook(
+                lambda module, args: formats.append(args[0].is_contiguous(
+                    memory_format=torch.channels_last)))
+        deployed = model(x)
+    assert model.patch_embed.conv.weight.is_contiguous(
+        memory_format=torch.channels_last)
+    if not compile:  # compiled graphs do not call module hooks
+        assert formats == [True] * 4  # every map, small ones too
+    assert relative_error(deployed, expected) <= 1e-4
+
+
+def test_use_bf16_on_cuda_stays_close_to_fp32(exact_fp32):
+    cfg = Config.fromfile(REPO / 'configs/mask_rcnn_fasternet_t0.py')
+    cfg.model.test_cfg.rcnn.score_thr = 0.0
+    model = build(cfg).cuda()
+    features = []
+    model.neck.register_forward_hook(
+        lambda module, args, output: features.append(output))
+    torch.manual_seed(0)
+    expected = forward_once(model, 'mmdet')[0].pred_instances
+    use_bf16(model)
+    torch.manual_seed(0)
+    result = forward_once(model, 'mmdet')[0].pred_instances
+    assert result.bboxes.dtype == torch.float32
+    assert len(result) == len(expected)
+    fp32, bf16 = features
+    assert {f.dtype for f in bf16} == {torch.bfloat16}
+    assert relative_error(bf16, fp32) < 3e-2
+
+
+def test_amp_training_then_deployed_test_on_cuda(tmp_path):
+    """One epoch of the demo config with --amp (MMEngine's fp16
+    AmpOptimWrapper on CUDA), then tools/test.py --deploy on it."""
+    data_root = tmp_path / 'shapes'
+    generate(str(data_root), num_train=4, num_val=2, size=128, seed=5)
+    work_dir = tmp_path / 'work'
+    options = ['--cfg-options', f'data_root={data_root}/']
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='0')
+    result = subprocess.run([
+        sys.executable,
+        str(REPO / 'tools/train.py'),
+        str(DET_DEMO), '--amp', '--work-dir',
+        str(work_dir), *options, 'train_cfg.max_epochs=1',
+        'default_hooks.checkpoint.interval=1', 'train_dataloader.batch_size=2'
+    ],
+                            capture_output=True,
+                            text=True,
+                            env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'AmpOptimWrapper' in (work_dir / 'mask_rcnn_fasternet_t0_shapes.py'
+                                 ).read_text()
+    checkpoint = work_dir / 'epoch_1.pth'
+    result = subprocess.run([
+        sys.executable,
+        str(REPO / 'tools/test.py'),
+        str(DET_DEMO),
+        str(checkpoint), '--deploy', '--work-dir',
+        str(tmp_path / 'test'), *options
+    ],
+                            capture_output=True,
+                            text=True,
+                            env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'coco/bbox_mAP' in result.stdout + result.stderr
