@@ -43,7 +43,7 @@ bench: setup
 # (mmcv built for the local GPU unless cached), the GPU tests and the GPU
 # benchmark, within 8 minutes; one JSON in work_dirs/gpu_check/.  Offline:
 # FASTERNET_MM_WHEELHOUSE=DIR (tools/device_wheels.sh DIR).  Example:
-#   make gpu-check PY=python3
+#   make gpu-check PY=python3 [GPU_CHECK_ARGS="--budget 540 --test-limit 240"]
 gpu-check:
 	@command -v $(PY) >/dev/null || { echo "gpu-check: no Python '$(PY)'; name one with torch and CUDA: make gpu-check PY=python3" >&2; exit 1; }
-	@$(PY) tools/gpu_check.py
+	@$(PY) tools/gpu_check.py $(GPU_CHECK_ARGS)
