@@ -5,7 +5,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 export VENV PYTHON TORCH
 
-.PHONY: setup test demo demo-seg lint bench
+.PHONY: setup test demo demo-seg lint bench gpu-check
 
 setup:
 	@bash tools/setup_env.sh
@@ -38,3 +38,12 @@ demo-seg: setup
 # One-process CPU benchmark of FasterNet against timm and ResNet-50 (ratios).
 bench: setup
 	$(PY) tools/benchmark.py --arch $(or $(ARCH),s) --out work_dirs/benchmark
+
+# On a GPU machine whose Python has torch with CUDA: set-up into that Python
+# (mmcv built for the local GPU unless cached), the GPU tests and the GPU
+# benchmark, within 8 minutes; one JSON in work_dirs/gpu_check/.  Offline:
+# FASTERNET_MM_WHEELHOUSE=DIR (tools/device_wheels.sh DIR).  Example:
+#   make gpu-check PY=python3 [GPU_CHECK_ARGS="--budget 540 --test-limit 240"]
+gpu-check:
+	@command -v $(PY) >/dev/null || { echo "gpu-check: no Python '$(PY)'; name one with torch and CUDA: make gpu-check PY=python3" >&2; exit 1; }
+	@$(PY) tools/gpu_check.py $(GPU_CHECK_ARGS)
