@@ -60,13 +60,18 @@ def test_gpu_section_runs_on_any_device():
         args,
         report,
         device='cpu',
-        batch=2,
+        batches=(1, 2),
         shape=(64, 64),
         dtypes=(torch.bfloat16, ))
     gpu = report['gpu']
-    assert set(gpu['images_per_s']) == {
-        'ours_deploy_bfloat16', 'ours_deploy_all_channels_last_bfloat16',
-        'timm_bfloat16'
+    assert list(gpu['batches']) == [1, 2]
+    entry = gpu['batches'][2]
+    assert set(entry['images_per_s']) == {
+        'ours_deploy_bfloat16', 'timm_nchw_bfloat16',
+        'timm_channels_last_bfloat16'
     }
-    assert gpu['ratio_vs_timm']['timm_bfloat16'] == 1.0
-    assert gpu['errors']['deploy_vs_timm_bfloat16'] < 0.05
+    assert entry['ratios']['timm_nchw_bfloat16']['over_timm_nchw'] == 1.0
+    assert entry['errors']['deploy_vs_timm_bfloat16'] < 0.05
+    benchmark.gpu_train_section(
+        args, report, device='cpu', batch=2, shape=(64, 64))
+    assert set(report['gpu_train_step']['ms']) == {'ours', 'timm'}

@@ -5,8 +5,11 @@ same after ``switch_to_deploy()``, (c) timm's ``fasternet_*`` with the same
 weights through ``forward_intermediates``, (d) mmdet's ResNet-50; then bf16
 autocast, one training step against timm, and full Mask R-CNN predict with
 FasterNet against ResNet-50 (stock, and with the same RoIAlign swap and
-bf16 heads); with CUDA, deployed batch-32 fp16/bf16 throughput against
-timm on the GPU. Writes JSON and a latency-vs-parameters plot.
+bf16 heads). With CUDA: deployed fp16/bf16 throughput at batch 32 and 256
+against timm in NCHW and channels-last, the kernels that take the most time,
+a backbone training step against timm, and Mask R-CNN predict and training
+step against ResNet-50 (``--gpu-only`` for that alone). Writes JSON and
+plots.
 
     python tools/benchmark.py --arch s --out work_dirs/benchmark
 """
@@ -41,11 +44,17 @@ def parse_args(argv=None):
     parser.add_argument(
         '--skip-train', action='store_true', help='no training-step timing')
     parser.add_argument(
-        '--gpu-batch',
+        '--gpu-batches',
         type=int,
-        default=32,
-        help='batch of the GPU throughput timing, which runs at 224x224 '
+        nargs='+',
+        default=[32, 256],
+        help='batches of the GPU throughput timing at 224x224, which runs '
         'when CUDA is available')
+    parser.add_argument(
+        '--gpu-compile',
+        action='store_true',
+        help='also time the compiled deploy form on the GPU (compiling '
+        'takes about a minute per batch size)')
     parser.add_argument(
         '--gpu-only', action='store_true', help='only the GPU timing')
     return parser.parse_args(argv)
@@ -214,60 +223,240 @@ def detector_section(args, report):
 def gpu_section(args,
                 report,
                 device='cuda',
-                batch=None,
+                batches=None,
                 shape=(224, 224),
                 dtypes=(torch.float16, torch.bfloat16)):
-    """Deployed throughput against timm's at one batch, under autocast to
-    each of ``dtypes``; also the deploy form with channels-last on every
-    map (the per-size rule was measured on CPU)."""
-    batch = batch or args.gpu_batch
+    """Deployed backbone throughput against timm, in NCHW and with a
+    channels-last model and input (what a GPU user runs), at each batch:
+    32 is launch-bound on a large GPU, 256 saturates it. Also the compiled
+    deploy form (``--gpu-compile``)."""
+    batches = batches or args.gpu_batches
     peer, ours = timm_peer(args.arch)
-    deployed = switch_to_deploy(copy.deepcopy(ours))
-    all_last = copy.deepcopy(deployed)
-    all_last.channels_last_min_pixels = 0
-    for model in (peer, deployed, all_last):
-        model.to(device)
-    image = torch.rand(batch, 3, *shape, device=device)
-    peer_run = timm_features(peer)
-    models = dict(
-        ours_deploy=lambda: deployed(image),
-        ours_deploy_all_channels_last=lambda: all_last(image),
-        timm=lambda: peer_run(image))
-
-    cases = {
-        f'{name}_{str(dtype)[6:]}': autocast_run(run, dtype, device)
-        for dtype in dtypes
-        for name, run in models.items()
-    }
-    with torch.no_grad():
-        seconds = interleaved_medians(cases, max(args.repeats, 2) * 2, 3)
-        errors = {
-            f'deploy_vs_timm_{str(dtype)[6:]}':
-            relative_error(
-                autocast_run(models['ours_deploy'], dtype, device)(),
-                autocast_run(models['timm'], dtype, device)())
-            for dtype in dtypes
-        }
+    peer, ours = peer.to(device), ours.to(device)
+    deployed = switch_to_deploy(copy.deepcopy(ours))  # on the device
+    compiled = switch_to_deploy(
+        copy.deepcopy(ours), compile=True) if args.gpu_compile else None
+    peer_last = copy.deepcopy(peer).to(memory_format=torch.channels_last)
+    peer_run, peer_last_run = timm_features(peer), timm_features(peer_last)
     name = torch.cuda.get_device_name() if device == 'cuda' else device
-    images = {k: batch / v for k, v in seconds.items()}
-    report['gpu'] = dict(
-        device=name,
+    section = dict(device=name, shape=list(shape), batches={})
+    print(f'\n== {name}: backbone throughput, {shape[0]}x{shape[1]}, '
+          f'autocast; ratios over timm with the same layout ==')
+    for batch in batches:
+        image = torch.rand(batch, 3, *shape, device=device)
+        image_last = image.contiguous(memory_format=torch.channels_last)
+        models = dict(
+            ours_deploy=lambda: deployed(image),
+            timm_nchw=lambda: peer_run(image),
+            timm_channels_last=lambda: peer_last_run(image_last))
+        if compiled is not None:
+            models['ours_deploy_compiled'] = lambda: compiled(image)
+        cases = {
+            f'{model}_{str(dtype)[6:]}': autocast_run(run, dtype, device)
+            for dtype in dtypes
+            for model, run in models.items()
+        }
+        with torch.no_grad():
+            seconds = interleaved_medians(cases, max(args.repeats, 2) * 2, 3)
+            errors = {
+                f'deploy_vs_timm_{str(dtype)[6:]}': relative_error(
+                    autocast_run(models['ours_deploy'], dtype, device)(),
+                    autocast_run(models['timm_nchw'], dtype, device)())
+                for dtype in dtypes
+            }
+        images = {k: batch / v for k, v in seconds.items()}
+        ratios = {}
+        for key, value in images.items():
+            dtype = key.rsplit('_', 1)[1]
+            ratios[key] = dict(
+                over_timm_channels_last=value /
+                images[f'timm_channels_last_{dtype}'],
+                over_timm_nchw=value / images[f'timm_nchw_{dtype}'])
+            print(f'batch {batch:4d} {key:36s} {value:9.0f} img/s   / timm '
+                  f'channels-last {ratios[key]["over_timm_channels_last"]:.2f}'
+                  f'   / timm NCHW {ratios[key]["over_timm_nchw"]:.2f}')
+        section['batches'][batch] = dict(
+            images_per_s=images, ratios=ratios, errors=errors)
+    if device == 'cuda':
+        batch = batches[-1]
+        image = torch.rand(batch, 3, *shape, device=device)
+        section['top_kernels_ms'] = {
+            model: top_kernels(
+                autocast_run(run, torch.bfloat16, device), device)
+            for model, run in dict(
+                ours_deploy=lambda: deployed(image),
+                timm_channels_last=lambda: peer_last_run(
+                    image.contiguous(memory_format=torch.channels_last))
+            ).items()
+        }
+    report['gpu'] = section
+
+
+def top_kernels(run, device, count=12):
+    """The ``count`` kernels that take the most device time in one call of
+    ``run``, in ms: where a deploy form loses to its peer."""
+    from torch.profiler import ProfilerActivity, profile
+    with torch.no_grad():
+        run()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run()
+    totals = {}
+    for event in prof.events():
+        if event.device_type.name == device.upper():
+            totals[event.name] = totals.get(event.name, 0) + \
+                event.device_time_total / 1e3
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:count])
+
+
+def gpu_train_section(args, report, device='cuda', batch=64,
+                      shape=(224, 224), dtype=torch.bfloat16):
+    """One backbone training step (forward and backward under autocast,
+    channels-last model and input for both) against timm."""
+    peer, ours = timm_peer(args.arch)
+    peer = peer.to(device).to(memory_format=torch.channels_last).train()
+    ours = ours.to(device).to(memory_format=torch.channels_last).train()
+    image = torch.rand(batch, 3, *shape, device=device).contiguous(
+        memory_format=torch.channels_last)
+
+    def step(run):
+
+        def wrapped():
+            with torch.autocast(device, dtype=dtype):
+                loss = sum(f.float().mean() for f in run(image))
+            loss.backward()
+            if device == 'cuda':
+                torch.cuda.synchronize()
+
+        return wrapped
+
+    seconds = interleaved_medians(
+        dict(ours=step(ours), timm=step(timm_features(peer))),
+        max(args.repeats, 4), 2)
+    report['gpu_train_step'] = dict(
         batch=batch,
         shape=list(shape),
-        images_per_s=images,
-        ratio_vs_timm={
-            k: images[k] / images['timm_' + k.rsplit('_', 1)[1]]
-            for k in images
-        },
-        errors=errors)
-    print(f'\n== {name}: deployed throughput, batch {batch}, '
-          f'{shape[0]}x{shape[1]}, autocast ==')
-    for key, value in images.items():
-        peer_key = 'timm_' + key.rsplit('_', 1)[1]
-        print(f'{key:40s} {value:9.0f} img/s   this / timm = '
-              f'{value / images[peer_key]:.2f}')
-    print('max relative error: ' + ', '.join(f'{k} {v:.1e}'
-                                             for k, v in errors.items()))
+        ms={k: v * 1e3
+            for k, v in seconds.items()},
+        timm_over_ours=seconds['timm'] / seconds['ours'])
+    print(f"\n== backbone training step, batch {batch}, {str(dtype)[6:]} "
+          f"autocast: ours {seconds['ours'] * 1e3:.1f} ms, timm "
+          f"{seconds['timm'] * 1e3:.1f} ms, timm / ours = "
+          f"{seconds['timm'] / seconds['ours']:.2f}")
+
+
+def gpu_detector_section(args, report, device='cuda', shape=(800, 1216),
+                         boxes=10):
+    """Mask R-CNN with FasterNet against ResNet-50 on the device: predict
+    at batch 1 (deployed, fp32), and a training step at batch 2 under fp16
+    autocast, as MMEngine's AmpOptimWrapper runs it, with ``boxes`` boxes
+    and masks per image."""
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.structures import InstanceData
+    init_default_scope('mmdet')
+    ours = osp.join(REPO, f'configs/mask_rcnn_fasternet_{args.arch}.py')
+    sources = dict(
+        fasternet=ours,
+        resnet50="_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'\n")
+    models = {}
+    for name, source in sources.items():
+        cfg = Config.fromfile(source) if source.endswith('.py') else \
+            Config.fromstring(source, file_format='.py')
+        cfg.model.backbone.init_cfg = None
+        cfg.model.test_cfg.rcnn.score_thr = 0.0  # random weights
+        models[name] = revert_sync_batchnorm(MODELS.build(
+            cfg.model)).to(device)
+    generator = torch.Generator().manual_seed(0)
+
+    def training_sample():
+        sample = dummy_sample('mmdet', *shape)
+        corner = torch.rand(boxes, 2, generator=generator) * 600
+        size = torch.rand(boxes, 2, generator=generator) * 300 + 32
+        bboxes = torch.cat([corner, corner + size], 1)
+        masks = torch.zeros(boxes, *shape, dtype=torch.uint8)
+        for mask, (x0, y0, x1, y1) in zip(masks, bboxes.int().tolist()):
+            mask[y0:y1, x0:x1] = 1
+        sample.gt_instances = InstanceData(
+            bboxes=bboxes.to(device),
+            labels=torch.randint(0, 80, (boxes, ), generator=generator).to(
+                device),
+            masks=BitmapMasks(masks.numpy(), *shape))
+        return sample
+
+    images = torch.rand(2, 3, *shape, device=device)
+    samples = [training_sample(), training_sample()]
+
+    def train_step(model):
+
+        def run():
+            # fp16 over the whole forward as AmpOptimWrapper does; mmcv's
+            # NMS takes fp16 on CUDA only, so elsewhere (tests) fp32.
+            with torch.autocast(
+                    device, dtype=torch.float16, enabled=device == 'cuda'):
+                losses = model(images, samples, mode='loss')
+            sum(v.sum() if torch.is_tensor(v) else sum(v)
+                for k, v in losses.items() if 'loss' in k).backward()
+            if device == 'cuda':
+                torch.cuda.synchronize()
+
+        return run
+
+    for model in models.values():
+        model.train()
+    train = interleaved_medians(
+        {name: train_step(model)
+         for name, model in models.items()}, max(args.repeats, 4), 2)
+    image = images[:1]
+
+    def predict(model):
+
+        def run():
+            out = model(image, [dummy_sample('mmdet', *shape)],
+                        mode='predict')
+            if device == 'cuda':
+                torch.cuda.synchronize()
+            return out
+
+        return run
+
+    for model in models.values():
+        switch_to_deploy(model)
+    with torch.no_grad():
+        predict_s = interleaved_medians(
+            {name: predict(model)
+             for name, model in models.items()}, max(args.repeats, 4), 2)
+    report['gpu_mask_rcnn'] = dict(
+        predict_ms={k: v * 1e3
+                    for k, v in predict_s.items()},
+        train_step_ms={k: v * 1e3
+                       for k, v in train.items()},
+        over_resnet50=dict(
+            predict=predict_s['fasternet'] / predict_s['resnet50'],
+            train_step=train['fasternet'] / train['resnet50']))
+    print(f'\n== Mask R-CNN, {shape[0]}x{shape[1]}: predict (batch 1, '
+          f'deployed, fp32) and training step (batch 2, fp16 autocast) ==')
+    for name in models:
+        print(f'{name:10s} predict {predict_s[name] * 1e3:7.1f} ms   train '
+              f'step {train[name] * 1e3:7.1f} ms')
+
+
+def gpu_plot(report, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    section = report['gpu']
+    fig, axes = plt.subplots(
+        1, len(section['batches']), figsize=(5 * len(section['batches']), 4))
+    for ax, (batch, entry) in zip(
+            getattr(axes, 'flat', [axes]), section['batches'].items()):
+        names = list(entry['images_per_s'])
+        ax.barh(names, [entry['images_per_s'][n] for n in names])
+        ax.set_title(f"{section['device']}, batch {batch}")
+        ax.set_xlabel('images / s')
+        ax.tick_params(axis='y', labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def plot(report, path):
@@ -299,12 +488,18 @@ def main(argv=None):
     report = dict(arch=args.arch, backbone={}, train_step={})
     if torch.cuda.is_available():
         gpu_section(args, report)
+        if not args.skip_train:
+            gpu_train_section(args, report)
+        if not args.skip_detector:
+            gpu_detector_section(args, report)
     elif args.gpu_only:
         raise SystemExit('--gpu-only: CUDA is not available here')
     if args.gpu_only:
         with open(osp.join(args.out, 'benchmark_gpu.json'), 'w') as f:
             json.dump(report, f, indent=2)
-        print(f'\nwrote {args.out}/benchmark_gpu.json')
+        gpu_plot(report, osp.join(args.out, 'gpu_throughput.png'))
+        print(f'\nwrote {args.out}/benchmark_gpu.json and '
+              f'gpu_throughput.png')
         return
     gemm = gemm_gflops(torch.float32)
     gemm_bf16 = gemm_gflops(torch.bfloat16)
