@@ -15,6 +15,7 @@ import collections
 import contextlib
 import os
 import pickle
+import threading
 from typing import Iterator
 
 import torch
@@ -77,11 +78,19 @@ def mmengine_checkpoint_globals() -> list:
     return safe
 
 
+# The outermost mmengine_checkpoints() block's torch context and the depth.
+_open = dict(context=None, depth=0)
+_open_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def mmengine_checkpoints() -> Iterator[None]:
     """Inside the block, weights-only loading accepts MMEngine's checkpoint
-    classes (:func:`mmengine_checkpoint_globals`); on leaving it, torch's
-    allow-list is as it was. Does nothing where the environment variable
+    classes (:func:`mmengine_checkpoint_globals`); on leaving the outermost
+    block, torch's allow-list is as it was. Blocks nest: our loader opens
+    one inside the tools' (a Pretrained backbone loads before --resume),
+    and torch's own ``safe_globals`` would end both at the inner exit.
+    Does nothing where the environment variable
     ``FASTERNET_MM_MMENGINE_ALLOWLIST=0`` opts out, or on a torch without
     ``torch.serialization.safe_globals``.
 
@@ -93,8 +102,19 @@ def mmengine_checkpoints() -> Iterator[None]:
     if safe_globals is None or os.environ.get(OPT_OUT_VARIABLE) == '0':
         yield
         return
-    with safe_globals(mmengine_checkpoint_globals()):
+    with _open_lock:
+        if _open['depth'] == 0:
+            _open['context'] = safe_globals(mmengine_checkpoint_globals())
+            _open['context'].__enter__()
+        _open['depth'] += 1
+    try:
         yield
+    finally:
+        with _open_lock:
+            _open['depth'] -= 1
+            if _open['depth'] == 0:
+                _open.pop('context').__exit__(None, None, None)
+                _open['context'] = None
 
 
 def allow_mmengine_checkpoints() -> bool:

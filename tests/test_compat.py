@@ -64,6 +64,18 @@ def test_runner_checkpoint_loads_weights_only_inside_the_block(tmp_path):
     assert read_checkpoint(path)['meta']['iter'] == 7  # our loader's block
 
 
+def test_blocks_nest(tmp_path):
+    """Our loader's block inside the tools' (a Pretrained backbone loads
+    before --resume) must not end the outer one."""
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(runner_like_checkpoint(), path)
+    with mmengine_checkpoints():
+        read_checkpoint(path)  # opens and closes an inner block
+        assert torch.load(path, weights_only=True)['meta']['iter'] == 7
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
+        torch.load(path, weights_only=True)
+
+
 def test_import_leaves_torchs_allow_list_alone():
     # (torch.distributed.tensor, which MMEngine imports, adds its own.)
     script = ('import torch, fasternet_mm; '

@@ -344,16 +344,80 @@ def gpu_train_section(args, report, device='cuda', batch=64,
           f"{seconds['timm'] / seconds['ours']:.2f}")
 
 
+def training_batch(batch, shape, boxes, device, seed=0):
+    """Images and DetDataSamples with ``boxes`` random boxes, labels and box
+    masks each: enough for a detector's ``mode='loss'``."""
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+    generator = torch.Generator().manual_seed(seed)
+    samples = []
+    for _ in range(batch):
+        sample = dummy_sample('mmdet', *shape)
+        corner = torch.rand(boxes, 2, generator=generator) * torch.tensor(
+            shape[::-1]) * 0.6
+        size = torch.rand(boxes, 2, generator=generator) * torch.tensor(
+            shape[::-1]) * 0.3 + 8
+        bboxes = torch.cat([corner, corner + size], 1)
+        masks = torch.zeros(boxes, *shape, dtype=torch.uint8)
+        for mask, (x0, y0, x1, y1) in zip(masks, bboxes.int().tolist()):
+            mask[y0:y1, x0:x1] = 1
+        sample.gt_instances = InstanceData(
+            bboxes=bboxes.to(device),
+            labels=torch.randint(0, 3, (boxes, ),
+                                 generator=generator).to(device),
+            masks=BitmapMasks(masks.numpy(), *shape))
+        samples.append(sample)
+    return torch.rand(batch, 3, *shape, device=device), samples
+
+
+def amp_train_section(args, report, shape=(256, 256), batch=4, boxes=4):
+    """``tools/train.py --amp`` on a CPU: one training step of the demo's
+    Mask R-CNN (T0, 64-channel heads) in fp32 against bf16 by parts
+    (Bf16TrainingHook's use_bf16), interleaved."""
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'))
+    model = revert_sync_batchnorm(MODELS.build(cfg.model)).train()
+    images, samples = training_batch(batch, shape, boxes, 'cpu')
+
+    def step(bf16):
+
+        def run():
+            if bf16:
+                use_bf16(model)
+            try:
+                losses = model(images, samples, mode='loss')
+                sum(v.sum() if torch.is_tensor(v) else sum(v)
+                    for k, v in losses.items() if 'loss' in k).backward()
+            finally:
+                use_fp32(model)
+
+        return run
+
+    seconds = interleaved_medians(
+        dict(fp32=step(False), amp_bf16=step(True)), max(args.repeats, 4))
+    report['amp_train_step'] = dict(
+        shape=list(shape),
+        batch=batch,
+        ms={k: v * 1e3
+            for k, v in seconds.items()},
+        speedup=seconds['fp32'] / seconds['amp_bf16'])
+    print(f"\n== demo Mask R-CNN training step, batch {batch}, "
+          f"{shape[0]}x{shape[1]}: fp32 {seconds['fp32'] * 1e3:.0f} ms, "
+          f"--amp (bf16 by parts) {seconds['amp_bf16'] * 1e3:.0f} ms: "
+          f"{seconds['fp32'] / seconds['amp_bf16']:.2f}x")
+
+
 def gpu_detector_section(args, report, device='cuda', shape=(800, 1216),
                          boxes=10):
     """Mask R-CNN with FasterNet against ResNet-50 on the device: predict
     at batch 1 (deployed, fp32), and a training step at batch 2 under fp16
     autocast, as MMEngine's AmpOptimWrapper runs it, with ``boxes`` boxes
     and masks per image."""
-    from mmdet.structures.mask import BitmapMasks
     from mmengine.config import Config
     from mmengine.model import revert_sync_batchnorm
-    from mmengine.structures import InstanceData
     init_default_scope('mmdet')
     ours = osp.join(REPO, f'configs/mask_rcnn_fasternet_{args.arch}.py')
     sources = dict(
@@ -367,25 +431,7 @@ def gpu_detector_section(args, report, device='cuda', shape=(800, 1216),
         cfg.model.test_cfg.rcnn.score_thr = 0.0  # random weights
         models[name] = revert_sync_batchnorm(MODELS.build(
             cfg.model)).to(device)
-    generator = torch.Generator().manual_seed(0)
-
-    def training_sample():
-        sample = dummy_sample('mmdet', *shape)
-        corner = torch.rand(boxes, 2, generator=generator) * 600
-        size = torch.rand(boxes, 2, generator=generator) * 300 + 32
-        bboxes = torch.cat([corner, corner + size], 1)
-        masks = torch.zeros(boxes, *shape, dtype=torch.uint8)
-        for mask, (x0, y0, x1, y1) in zip(masks, bboxes.int().tolist()):
-            mask[y0:y1, x0:x1] = 1
-        sample.gt_instances = InstanceData(
-            bboxes=bboxes.to(device),
-            labels=torch.randint(0, 80, (boxes, ), generator=generator).to(
-                device),
-            masks=BitmapMasks(masks.numpy(), *shape))
-        return sample
-
-    images = torch.rand(2, 3, *shape, device=device)
-    samples = [training_sample(), training_sample()]
+    images, samples = training_batch(2, shape, boxes, device)
 
     def train_step(model):
 
@@ -513,6 +559,8 @@ def main(argv=None):
         backbone_section(args, shape, gemm, report)
     if not args.skip_train:
         train_section(args, shapes[-1], report)
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            amp_train_section(args, report)
     if not args.skip_detector:
         detector_section(args, report)
     with open(osp.join(args.out, 'benchmark.json'), 'w') as f:
