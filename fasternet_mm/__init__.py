@@ -8,16 +8,20 @@ registries of mmdet and mmseg, whichever are installed, and as
 from .compat import allow_mmengine_checkpoints
 from .deploy import switch_to_deploy, use_bf16, use_fp32
 from .hooks import DeployHook, RandomStateHook
-from .models import FasterNet, PartialConv, register_downstream
+from .models import (FasterNet, FasterNetBlock, FasterNetCSPLayer,
+                     FasterNetPAFPN, PartialConv, register_conv_layers,
+                     register_downstream)
 from .ops import GatherRoIAlign, register_roi_layers
 from .version import __version__
 
 allow_mmengine_checkpoints()
 register_downstream()
 register_roi_layers()
+register_conv_layers()
 
 __all__ = [
-    'DeployHook', 'FasterNet', 'GatherRoIAlign', 'PartialConv',
-    'RandomStateHook', 'register_downstream', 'switch_to_deploy', 'use_bf16',
-    'use_fp32', '__version__'
+    'DeployHook', 'FasterNet', 'FasterNetBlock', 'FasterNetCSPLayer',
+    'FasterNetPAFPN', 'GatherRoIAlign', 'PartialConv', 'RandomStateHook',
+    'register_downstream', 'switch_to_deploy', 'use_bf16', 'use_fp32',
+    '__version__'
 ]
