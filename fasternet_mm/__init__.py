@@ -3,7 +3,9 @@
 ``import fasternet_mm`` (or ``custom_imports=dict(imports=['fasternet_mm'])``
 in a config) registers :class:`FasterNet` as ``'FasterNet'`` in the model
 registries of mmdet and mmseg, whichever are installed, and as
-``'fasternet_mm.FasterNet'`` everywhere.
+``'fasternet_mm.FasterNet'`` everywhere; likewise its building blocks
+(``PartialConv``, ``FasterNetBlock``, ``FasterNetCSPLayer``,
+``FasterNetPAFPN``), and the conv layer ``conv_cfg=dict(type='PConv')``.
 """
 from .compat import allow_mmengine_checkpoints
 from .deploy import switch_to_deploy, use_bf16, use_fp32

@@ -15,7 +15,7 @@ CONFIGS = sorted(
 
 def test_every_config_is_listed():
     assert 'configs/mask_rcnn_fasternet_s.py' in CONFIGS
-    assert len(CONFIGS) == 22
+    assert len(CONFIGS) == 23
 
 
 @pytest.mark.parametrize('path', CONFIGS)

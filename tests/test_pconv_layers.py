@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import randomize_norms
+from helpers import SMALL, build, randomize_norms
 from mmcv.cnn import ConvModule, build_conv_layer
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from torch import nn
 
 import fasternet_mm
+from fasternet_mm.complexity import count_complexity
 from fasternet_mm.models import (FasterNetBlock, FasterNetCSPLayer,
                                  FasterNetPAFPN, PartialConv,
                                  PartialConvPointwise)
@@ -212,6 +213,27 @@ def test_pconv_configs_put_pconv_in_the_neck(path):
     neck = MODELS.build(cfg.model.neck)
     assert len(pconv_layers(neck)) == len(cfg.model.neck.in_channels)
     assert cfg.model.backbone.type == 'FasterNet'
+
+
+def test_pconv_fpn_cuts_the_neck_flops():
+    pytest.importorskip('mmdet')
+    counts = {}
+    for name in ('mask_rcnn_fasternet_t0_shapes',
+                 'mask_rcnn_fasternet_t0_pconv_fpn_shapes'):
+        cfg = Config.fromfile(REPO / f'configs/demo/{name}.py')
+        counts[name] = count_complexity(
+            build(cfg), 'mmdet', *SMALL, by_part=True)
+    stock, pconv = counts.values()
+    assert set(stock['flops_by_part']) >= {'backbone', 'neck', 'rpn_head'}
+    for result in (stock, pconv):
+        parts = sum(result['flops_by_part'].values())
+        assert 0.95 * result['flops'] <= parts <= result['flops']
+    assert pconv['flops_by_part']['backbone'] == \
+        stock['flops_by_part']['backbone']
+    # 64-channel FPN: 9 * 16^2 + 64^2 multiply-adds per pixel against
+    # 9 * 64^2 in each 3x3 output conv; the 1x1 lateral convs stay.
+    assert pconv['flops_by_part']['neck'] < 0.6 * stock['flops_by_part'][
+        'neck']
 
 
 def test_deploy_and_bf16_keep_working_on_a_pconv_model():
