@@ -3,8 +3,8 @@
 ``build_conv_layer`` / ``ConvModule``: ``conv_cfg=dict(type='PConv',
 n_div=4)`` in FPN, UperNet, the mask head, RetinaNet's head and so on.
 
-The layer follows the FasterNet author's rules (answers to issues #13, #21
-and #34 of github.com/JierunChen/FasterNet): PConv keeps stride 1 and its
+The layer follows the FasterNet author's rules (the answers in the issues
+of github.com/JierunChen/FasterNet): PConv keeps stride 1 and its
 channel count; where the channels change, a pointwise conv follows it, with
 no activation in between; downsampling stays with regular convs. So a 3x3
 stride-1 conv becomes :class:`PartialConv` followed by a 1x1 conv (the
