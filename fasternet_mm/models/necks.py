@@ -130,7 +130,8 @@ class FasterNetPAFPN(DeployableMixin, BaseModule):
                 norm_cfg=norm_cfg,
                 act_cfg=act_cfg) for channels in in_channels)
 
-    def forward(self, inputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor]:
+    def forward(self,
+                inputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         if len(inputs) != len(self.in_channels):
             raise ValueError(
                 f'FasterNetPAFPN was built for {len(self.in_channels)} levels '
