@@ -220,8 +220,9 @@ def detector_section(args, report):
 
 
 def configs_section(args, report):
-    """Neck and predict latency of whole detectors, as built (eval mode)
-    and after ``switch_to_deploy``, with random weights at batch 1."""
+    """Neck, network (tensor mode) and predict latency of whole detectors,
+    as built (eval mode) and after ``switch_to_deploy``, with random
+    weights at batch 1."""
     from mmengine.config import Config
     from mmengine.model import revert_sync_batchnorm
     shape = tuple(int(v) for v in args.config_shape.split('x'))
@@ -231,11 +232,13 @@ def configs_section(args, report):
         cfg = Config.fromfile(path)
         init_default_scope(cfg.default_scope)
         cfg.model.backbone.init_cfg = None
-        rcnn = cfg.model.get('test_cfg', {}).get('rcnn')
-        if rcnn is not None:
-            # Random weights score every class below the usual 0.05: keep
-            # the top boxes, as a trained model does, so the mask head runs.
-            rcnn.score_thr = 0.0
+        # Random weights score boxes anywhere around the thresholds, so
+        # post-processing would depend on chance: score_thr=0 keeps the
+        # same number of boxes for every model (and the mask head runs).
+        test_cfg = cfg.model.get('test_cfg') or {}
+        for part in (test_cfg, test_cfg.get('rcnn')):
+            if part is not None and 'score_thr' in part:
+                part.score_thr = 0.0
         name = osp.splitext(osp.basename(path))[0]
         built = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
         deployed = switch_to_deploy(copy.deepcopy(built))
@@ -246,11 +249,15 @@ def configs_section(args, report):
             def neck(model=model, feats=feats):
                 return model.neck(feats)
 
+            def network(model=model):
+                return model._forward(image, [dummy_sample('mmdet', *shape)])
+
             def predict(model=model):
                 return model(
                     image, [dummy_sample('mmdet', *shape)], mode='predict')
 
             cases[f'{name}{form}/neck'] = neck
+            cases[f'{name}{form}/network'] = network
             cases[f'{name}{form}/predict'] = predict
         models[name] = built
     with torch.no_grad():
