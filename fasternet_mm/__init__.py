@@ -3,22 +3,28 @@
 ``import fasternet_mm`` (or ``custom_imports=dict(imports=['fasternet_mm'])``
 in a config) registers :class:`FasterNet` as ``'FasterNet'`` in the model
 registries of mmdet and mmseg, whichever are installed, and as
-``'fasternet_mm.FasterNet'`` everywhere.
+``'fasternet_mm.FasterNet'`` everywhere; likewise its building blocks
+(``PartialConv``, ``FasterNetBlock``, ``FasterNetCSPLayer``,
+``FasterNetPAFPN``), and the conv layer ``conv_cfg=dict(type='PConv')``.
 """
 from .compat import allow_mmengine_checkpoints, mmengine_checkpoints
 from .deploy import switch_to_deploy
 from .hooks import DeployHook, RandomStateHook
-from .models import FasterNet, PartialConv, register_downstream
+from .models import (FasterNet, FasterNetBlock, FasterNetCSPLayer,
+                     FasterNetPAFPN, PartialConv, register_conv_layers,
+                     register_downstream)
 from .ops import GatherRoIAlign, register_roi_layers
 from .precision import use_bf16, use_fp32
 from .version import __version__
 
 register_downstream()
 register_roi_layers()
+register_conv_layers()
 
 __all__ = [
-    'DeployHook', 'FasterNet', 'GatherRoIAlign', 'PartialConv',
-    'RandomStateHook', 'allow_mmengine_checkpoints', 'mmengine_checkpoints',
+    'DeployHook', 'FasterNet', 'FasterNetBlock', 'FasterNetCSPLayer',
+    'FasterNetPAFPN', 'GatherRoIAlign', 'PartialConv', 'RandomStateHook',
+    'allow_mmengine_checkpoints', 'mmengine_checkpoints',
     'register_downstream', 'switch_to_deploy', 'use_bf16', 'use_fp32',
     '__version__'
 ]

@@ -3,7 +3,7 @@ dataset: one forward pass of the model's tensor mode on a dummy image."""
 from typing import Dict
 
 import torch
-from mmengine.analysis import get_model_complexity_info
+from mmengine.analysis import FlopAnalyzer, get_model_complexity_info
 from torch import nn
 
 
@@ -27,12 +27,15 @@ def count_complexity(model: nn.Module,
                      scope: str,
                      height: int,
                      width: int,
-                     backbone_only: bool = False) -> Dict:
+                     backbone_only: bool = False,
+                     by_part: bool = False) -> Dict:
     """``mmengine.analysis`` counts for one ``(1, 3, height, width)`` input.
 
     FLOPs are multiply-adds. For a full model the count covers its tensor
     mode (``model._forward``): for two-stage detectors the backbone, neck,
-    RPN and the RoI heads on the test-time proposals.
+    RPN and the RoI heads on the test-time proposals. ``by_part`` adds
+    ``flops_by_part``: the FLOPs of each top-level part (backbone, neck,
+    each head) that has any, from one more trace.
     """
     model = model.eval()
     image = torch.rand(1, 3, height, width)
@@ -44,6 +47,16 @@ def count_complexity(model: nn.Module,
             inputs=(image, ),
             show_table=False,
             show_arch=False)
+        if by_part and not backbone_only:
+            analyzer = FlopAnalyzer(_TensorMode(target, samples), (image, ))
+            analyzer.unsupported_ops_warnings(False)
+            analyzer.uncalled_modules_warnings(False)
+            flops = analyzer.by_module()
+            result['flops_by_part'] = {
+                name: flops[f'model.{name}']
+                for name, _ in target.named_children()
+                if flops.get(f'model.{name}', 0) > 0
+            }
     result['params'] = sum(p.numel() for p in target.parameters())
     return result
 

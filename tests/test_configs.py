@@ -15,7 +15,7 @@ CONFIGS = sorted(
 
 def test_every_config_is_listed():
     assert 'configs/mask_rcnn_fasternet_s.py' in CONFIGS
-    assert len(CONFIGS) == 16
+    assert len(CONFIGS) == 23
 
 
 @pytest.mark.parametrize('path', CONFIGS)
@@ -25,10 +25,11 @@ def test_config_builds_and_runs(path):
         imports=['fasternet_mm'], allow_failed_imports=False)
     check_model(cfg)
     model = build(cfg)
-    widths = list(model.backbone.out_channels)
-    assert widths == backbone_widths(cfg.model.backbone)
-    consumer = cfg.model.get('neck') or cfg.model.decode_head
-    assert list(consumer.in_channels) == widths
+    if cfg.model.backbone.type == 'FasterNet':  # not a stock baseline
+        widths = list(model.backbone.out_channels)
+        assert widths == backbone_widths(cfg.model.backbone)
+        consumer = cfg.model.get('neck') or cfg.model.decode_head
+        assert list(consumer.in_channels) == widths
     results = forward_once(model, cfg.default_scope)
     assert len(results) == 1
     if cfg.default_scope == 'mmdet':

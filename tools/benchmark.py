@@ -57,6 +57,14 @@ def parse_args(argv=None):
         'takes about a minute per batch size)')
     parser.add_argument(
         '--gpu-only', action='store_true', help='only the GPU timing')
+    parser.add_argument(
+        '--configs',
+        nargs='+',
+        help='only time these detector configs against each other')
+    parser.add_argument(
+        '--config-shape',
+        default='640x640',
+        help='HxW of the --configs timing')
     return parser.parse_args(argv)
 
 
@@ -218,6 +226,70 @@ def detector_section(args, report):
     for name, value in seconds.items():
         print(f'{name:22s} {value * 1e3:9.1f} ms   / resnet50 fp32 = '
               f'{value / base:.2f}')
+
+
+def configs_section(args, report):
+    """Neck, network (tensor mode) and predict latency of whole detectors,
+    as built (eval mode) and after ``switch_to_deploy``, with random
+    weights at batch 1."""
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+    shape = tuple(int(v) for v in args.config_shape.split('x'))
+    image = torch.rand(1, 3, *shape)
+    cases, models = {}, {}
+    for path in args.configs:
+        cfg = Config.fromfile(path)
+        init_default_scope(cfg.default_scope)
+        cfg.model.backbone.init_cfg = None
+        # Random weights score boxes anywhere around the thresholds, so
+        # post-processing would depend on chance: score_thr=0 keeps the
+        # same number of boxes for every model (and the mask head runs).
+        test_cfg = cfg.model.get('test_cfg') or {}
+        for part in (test_cfg, test_cfg.get('rcnn')):
+            if part is not None and 'score_thr' in part:
+                part.score_thr = 0.0
+        name = osp.splitext(osp.basename(path))[0]
+        built = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
+        deployed = switch_to_deploy(copy.deepcopy(built))
+        for form, model in (('', built), ('_deploy', deployed)):
+            with torch.no_grad():
+                feats = model.backbone(image)
+
+            def neck(model=model, feats=feats):
+                return model.neck(feats)
+
+            def network(model=model):
+                return model._forward(image, [dummy_sample('mmdet', *shape)])
+
+            def predict(model=model):
+                return model(
+                    image, [dummy_sample('mmdet', *shape)], mode='predict')
+
+            cases[f'{name}{form}/neck'] = neck
+            cases[f'{name}{form}/network'] = network
+            cases[f'{name}{form}/predict'] = predict
+        models[name] = built
+    with torch.no_grad():
+        seconds = interleaved_medians(cases, args.repeats)
+    first = osp.splitext(osp.basename(args.configs[0]))[0]
+    report['configs'] = dict(
+        shape=list(shape),
+        params_m={k: params(m) / 1e6
+                  for k, m in models.items()},
+        neck_params_m={k: params(m.neck) / 1e6
+                       for k, m in models.items()},
+        ms={k: v * 1e3
+            for k, v in seconds.items()})
+    print(f'\n== detectors, batch 1, {shape[0]}x{shape[1]}, random weights; '
+          f'ratios against {first} ==')
+    for name, model in models.items():
+        print(f'{name}: params {params(model) / 1e6:.2f}M, neck '
+              f'{params(model.neck) / 1e6:.2f}M')
+    for key, value in seconds.items():
+        name, part = key.split('/')
+        base = f"{first}{'_deploy' if name.endswith('_deploy') else ''}"
+        print(f'{key:60s} {value * 1e3:9.1f} ms   / {base} = '
+              f"{value / seconds[f'{base}/{part}']:.2f}")
 
 
 def gpu_section(args,
@@ -531,6 +603,13 @@ def main(argv=None):
         tuple(int(v) for v in s.split('x')) for s in args.shapes.split(',')
     ]
     os.makedirs(args.out, exist_ok=True)
+    if args.configs:
+        report = dict(threads=torch.get_num_threads())
+        configs_section(args, report)
+        with open(osp.join(args.out, 'benchmark_configs.json'), 'w') as f:
+            json.dump(report, f, indent=2)
+        print(f'\nwrote {args.out}/benchmark_configs.json')
+        return
     report = dict(arch=args.arch, backbone={}, train_step={})
     if torch.cuda.is_available():
         gpu_section(args, report)

@@ -35,6 +35,10 @@ def parse_args(argv=None):
         'preprocessor does; 0 for none')
     parser.add_argument(
         '--backbone-only', action='store_true', help='count the backbone')
+    parser.add_argument(
+        '--by-part',
+        action='store_true',
+        help='also split the FLOPs into backbone, neck and heads')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
 
@@ -55,12 +59,16 @@ def main(argv=None):
     cfg.model.backbone.init_cfg = None
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
     result = count_complexity(model, cfg.default_scope, height, width,
-                              args.backbone_only)
+                              args.backbone_only, args.by_part)
     print(f'Config: {args.config}')
     print(f'Input shape: (3, {height}, {width})')
     print(f"Params: {result['params'] / 1e6:.1f}M ({result['params']:,})")
     print(f"FLOPs (multiply-adds): {result['flops'] / 1e9:.1f}G "
           f"({result['flops']:,})")
+    for name, flops in result.get('flops_by_part', {}).items():
+        part = sum(p.numel() for p in getattr(model, name).parameters())
+        print(f'  {name}: {flops / 1e9:.2f}G FLOPs, {part / 1e6:.2f}M '
+              f'params')
 
 
 if __name__ == '__main__':

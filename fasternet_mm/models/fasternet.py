@@ -28,6 +28,7 @@ from ..registry import MODELS
 MIN_INPUT_SIZE = 32
 
 
+@MODELS.register_module()
 class PartialConv(nn.Module):
     """Partial convolution (PConv): a 3x3 conv on the first ``channels //
     n_div`` channels; the other channels pass through untouched.
@@ -42,6 +43,7 @@ class PartialConv(nn.Module):
     Args:
         channels (int): Number of input and output channels.
         n_div (int): The convolved part is ``channels // n_div`` channels.
+            Defaults to 4, as in every FasterNet.
         forward_type (str): ``'split_cat'`` or ``'slicing'``.
             Defaults to ``'split_cat'``.
     """
@@ -50,7 +52,7 @@ class PartialConv(nn.Module):
 
     def __init__(self,
                  channels: int,
-                 n_div: int,
+                 n_div: int = 4,
                  forward_type: str = 'split_cat') -> None:
         super().__init__()
         if channels // n_div < 1:
@@ -88,6 +90,7 @@ class PartialConv(nn.Module):
                 f'forward_type={self._forward_type!r}')
 
 
+@MODELS.register_module()
 class FasterNetBlock(nn.Module):
     """PConv followed by a pointwise MLP, with a residual connection.
 
@@ -97,21 +100,26 @@ class FasterNetBlock(nn.Module):
     Args:
         channels (int): Number of input and output channels.
         n_div (int): PConv convolves ``channels // n_div`` channels.
+            Defaults to 4.
         mlp_ratio (float): Hidden width of the MLP relative to ``channels``.
+            Defaults to 2.
         drop_path_rate (float): Stochastic depth rate of this block: the
             probability of dropping its residual branch for a sample.
-        norm_cfg (dict): Config of the norm layer inside the MLP.
-        act_cfg (dict): Config of the activation inside the MLP.
+            Defaults to 0.
+        norm_cfg (dict): Config of the norm layer inside the MLP. Defaults
+            to ``dict(type='BN')``.
+        act_cfg (dict): Config of the activation inside the MLP. Defaults
+            to ``dict(type='ReLU', inplace=True)``.
         with_cp (bool): Use gradient checkpointing. Defaults to False.
     """
 
     def __init__(self,
                  channels: int,
-                 n_div: int,
-                 mlp_ratio: float,
-                 drop_path_rate: float,
-                 norm_cfg: Dict,
-                 act_cfg: Dict,
+                 n_div: int = 4,
+                 mlp_ratio: float = 2.0,
+                 drop_path_rate: float = 0.0,
+                 norm_cfg: Dict = dict(type='BN'),
+                 act_cfg: Dict = dict(type='ReLU', inplace=True),
                  with_cp: bool = False) -> None:
         super().__init__()
         hidden_channels = int(channels * mlp_ratio)
