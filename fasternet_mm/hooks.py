@@ -3,7 +3,6 @@ kill cannot damage, and deploy-form testing."""
 import logging
 import os
 import os.path as osp
-import pickle
 import random
 from typing import List, Optional
 
@@ -48,6 +47,7 @@ class RandomStateHook(Hook):
 
     def __init__(self) -> None:
         self._gathered = None  # ((epoch, iter), {rank: states})
+        self._to_restore = None  # this rank's states, from --resume
 
     def after_train_iter(self, runner, *args, **kwargs) -> None:
         self._gather_if_saving(runner, by_epoch=False)
@@ -65,6 +65,9 @@ class RandomStateHook(Hook):
         checkpoint[self.key] = dict(world_size=world_size, ranks=ranks)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Keep this rank's states; ``before_train`` applies them, because
+        ``Runner.resume`` re-seeds after this hook whenever the config's
+        seed differs from the checkpoint's (always with ``seed=None``)."""
         saved = checkpoint.get(self.key)
         if not saved or not runner._resume:
             return
@@ -80,19 +83,20 @@ class RandomStateHook(Hook):
                 f'keeps its fresh seed: the resumed run will not repeat the '
                 f'uninterrupted one exactly.')
             return
-        restore_random_states(states)
+        self._to_restore = states
+
+    def before_train(self, runner) -> None:
+        if self._to_restore is not None:
+            restore_random_states(self._to_restore)
+            self._to_restore = None
 
     def _gather_if_saving(self, runner, by_epoch: bool) -> None:
         """Under DDP only the main process writes checkpoints: gather every
         rank's states there, on all ranks, when a save is due now."""
         if get_world_size() == 1 or not _checkpoint_due(runner, by_epoch):
             return
-        # As bytes: MMEngine's all_gather_object re-loads what it sends
-        # with torch.load, which cannot rebuild the states' tensors.
-        states = all_gather_object(pickle.dumps(current_random_states()))
-        self._gathered = ((runner.epoch, runner.iter),
-                          {r: pickle.loads(b)
-                           for r, b in enumerate(states)})
+        states = all_gather_object(current_random_states())
+        self._gathered = ((runner.epoch, runner.iter), dict(enumerate(states)))
 
 
 def _checkpoint_due(runner, by_epoch: bool) -> bool:
@@ -118,7 +122,8 @@ def current_random_states() -> dict:
     name, keys, *rest = np.random.get_state()
     states = dict(
         torch=torch.get_rng_state(),
-        numpy=(name, torch.from_numpy(keys.copy()), *rest),
+        # int64: a uint32 tensor does not survive all_gather_object's pickle
+        numpy=(name, torch.from_numpy(keys.astype(np.int64)), *rest),
         python=random.getstate())
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states['cuda'] = torch.cuda.get_rng_state_all()
@@ -129,7 +134,7 @@ def restore_random_states(states: dict) -> None:
     """Undo :func:`current_random_states`."""
     torch.set_rng_state(states['torch'])
     name, keys, *rest = states['numpy']
-    np.random.set_state((name, keys.numpy(), *rest))
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     random.setstate(states['python'])
     cuda = states.get('cuda')
     if cuda is None or not torch.cuda.is_available():
