@@ -24,7 +24,9 @@ from fasternet_mm.benchmark import (autocast_run, count_macs, gemm_gflops,
                                     interleaved_medians, relative_error,
                                     saved_activation_bytes, timm_features,
                                     timm_peer)
+from fasternet_mm.cli import exit_on_user_error
 from fasternet_mm.complexity import dummy_sample
+from fasternet_mm.preflight import PreflightError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -290,6 +292,7 @@ def plot(report, path):
     fig.savefig(path, dpi=100)
 
 
+@exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
     shapes = [
@@ -300,7 +303,7 @@ def main(argv=None):
     if torch.cuda.is_available():
         gpu_section(args, report)
     elif args.gpu_only:
-        raise SystemExit('--gpu-only: CUDA is not available here')
+        raise PreflightError('--gpu-only: CUDA is not available here')
     if args.gpu_only:
         with open(osp.join(args.out, 'benchmark_gpu.json'), 'w') as f:
             json.dump(report, f, indent=2)

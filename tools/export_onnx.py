@@ -23,7 +23,8 @@ import os
 from mmengine.config import DictAction
 
 from fasternet_mm import FasterNet
-from fasternet_mm.cli import exit_on_user_error, load_config
+from fasternet_mm.cli import (exit_on_user_error, load_config,
+                              missing_files_are_user_errors)
 from fasternet_mm.export import (PARTS, ExportError, TensorOutputs,
                                  build_deploy_model, check_with_onnxruntime,
                                  export_model_onnx, export_onnx)
@@ -88,7 +89,8 @@ def export_model(args):
 def main(argv=None):
     args = parse_args(argv)
     export = export_model if args.config else export_backbone
-    model, image, outputs = export(args)
+    with missing_files_are_user_errors():  # --checkpoint
+        model, image, outputs = export(args)
     weights = sum(t.numel() * t.element_size()
                   for t in model.state_dict().values())
     size = os.path.getsize(args.out)

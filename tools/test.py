@@ -5,7 +5,7 @@ import os.path as osp
 
 from fasternet_mm.cli import (add_common_args, build_runner,
                               exit_on_user_error, load_config)
-from fasternet_mm.preflight import check_config
+from fasternet_mm.preflight import PreflightError, check_config
 
 
 def parse_args(argv=None):
@@ -63,7 +63,8 @@ def add_output(cfg, out):
         cfg.test_evaluator['keep_results'] = True
         return
     if not out.endswith(('.pkl', '.pickle')):
-        raise ValueError(f'--out must be a .pkl or .pickle file, got {out!r}')
+        raise PreflightError(
+            f'--out must be a .pkl or .pickle file, got {out!r}')
     evaluators = cfg.test_evaluator if isinstance(
         cfg.test_evaluator, list) else [cfg.test_evaluator]
     cfg.test_evaluator = evaluators + [
