@@ -77,15 +77,15 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.launcher,
                       args.work_dir)
-    cfg.load_from = args.checkpoint
-    check_config(cfg, 'test')
-    if args.show or args.show_dir:
-        enable_visualization(cfg, args)
-    if args.out:
+    if args.out:  # a bad --out fails before the checkpoint is read
         add_output(
             cfg,
             osp.abspath(args.out)
             if cfg.default_scope == 'mmseg' else args.out)
+    cfg.load_from = args.checkpoint
+    check_config(cfg, 'test')
+    if args.show or args.show_dir:
+        enable_visualization(cfg, args)
     if args.deploy or args.bf16:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(
