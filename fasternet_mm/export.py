@@ -13,11 +13,11 @@ cannot be exported without mmdeploy (see :class:`ExportError`); its
 """
 from typing import List, Optional, Tuple
 
-import numpy as np
 import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, read_checkpoint, unwrap_state_dict
+from .complexity import relative_error
 from .deploy import switch_to_deploy
 from .preflight import PreflightError
 
@@ -222,11 +222,12 @@ def check_with_onnxruntime(path, image, outputs):
     import onnxruntime
     session = onnxruntime.InferenceSession(
         path, providers=['CPUExecutionProvider'])
-    results = session.run(None, {'image': image.numpy()})
-    expected = [tensor.numpy() for _, tensor in _flatten('output', outputs)]
+    results = [
+        torch.from_numpy(result)
+        for result in session.run(None, {'image': image.numpy()})
+    ]
+    expected = [tensor for _, tensor in _flatten('output', outputs)]
     if len(results) != len(expected) or any(
             r.shape != e.shape for r, e in zip(results, expected)):
         return float('inf')
-    return max(
-        float(np.abs(r - e).max() / max(np.abs(e).max(), 1e-12))
-        for r, e in zip(results, expected))
+    return relative_error(results, expected)

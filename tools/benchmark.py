@@ -20,12 +20,13 @@ import torch
 from mmengine.registry import MODELS, init_default_scope
 
 from fasternet_mm import switch_to_deploy, use_bf16, use_fp32
-from fasternet_mm.benchmark import (autocast_run, count_macs, gemm_gflops,
-                                    interleaved_medians, relative_error,
+from fasternet_mm.benchmark import (autocast_run, gemm_gflops,
+                                    interleaved_medians,
                                     saved_activation_bytes, timm_features,
                                     timm_peer)
 from fasternet_mm.cli import exit_on_user_error
-from fasternet_mm.complexity import dummy_sample
+from fasternet_mm.complexity import (count_macs, count_parameters,
+                                     dummy_sample, relative_error)
 from fasternet_mm.preflight import PreflightError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -51,10 +52,6 @@ def parse_args(argv=None):
     parser.add_argument(
         '--gpu-only', action='store_true', help='only the GPU timing')
     return parser.parse_args(argv)
-
-
-def params(model):
-    return sum(p.numel() for p in model.parameters())
 
 
 def backbone_section(args, shape, gemm, report):
@@ -101,9 +98,9 @@ def backbone_section(args, shape, gemm, report):
         deploy_gflops_per_s=achieved,
         deploy_fraction_of_gemm=achieved / gemm,
         params_m={
-            'ours': params(ours) / 1e6,
-            'timm': params(peer) / 1e6,
-            'resnet50': params(resnet) / 1e6
+            'ours': count_parameters(ours) / 1e6,
+            'timm': count_parameters(peer) / 1e6,
+            'resnet50': count_parameters(resnet) / 1e6
         })
     print(f'\n== backbone, batch 1, {key} ({macs / 1e9:.1f} GMACs) ==')
     for name, value in seconds.items():
