@@ -1,14 +1,12 @@
 # Cascade Mask R-CNN, multi-scale training, 3x (36 epochs), FasterNet-S.
 # Not in the paper: mmdet's ms-3x schedule with the paper's AdamW settings.
-_base_ = 'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_ms-3x_coco.py'
+_base_ = [
+    'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_ms-3x_coco.py',
+    './_base_/fasternet.py'
+]
 
-custom_imports = dict(imports=['fasternet_mm'], allow_failed_imports=False)
-# Checkpoints keep the RNG states, so --resume continues exactly, and are
-# written to a temporary file and renamed, so a run killed while saving
-# still resumes from its last complete checkpoint.
-default_hooks = dict(
-    checkpoint=dict(type='fasternet_mm.AtomicCheckpointHook'),
-    random_states=dict(type='fasternet_mm.RandomStateHook'))
+custom_imports = _base_.fasternet_imports
+default_hooks = _base_.fasternet_hooks
 
 model = dict(
     backbone=dict(
@@ -18,12 +16,7 @@ model = dict(
         drop_path_rate=0.15,
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(
-            type='Pretrained',
-            checkpoint='https://github.com/JierunChen/FasterNet/releases/download/v1.0/'  # noqa: E501
-            'fasternet_s-epoch.299-val_acc1.81.2840.pth')),
+            type='Pretrained', checkpoint=_base_.fasternet_imagenet.s)),
     neck=dict(in_channels=[128, 256, 512, 1024]))
 
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4))
+optim_wrapper = _base_.fasternet_adamw

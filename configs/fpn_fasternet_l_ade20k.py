@@ -5,7 +5,5 @@ model = dict(
         arch='l',
         drop_path_rate=0.3,
         init_cfg=dict(
-            type='Pretrained',
-            checkpoint='https://github.com/JierunChen/FasterNet/releases/download/v1.0/'  # noqa: E501
-            'fasternet_l-epoch.299-val_acc1.83.5060.pth')),
+            type='Pretrained', checkpoint=_base_.fasternet_imagenet.l)),
     neck=dict(in_channels=[192, 384, 768, 1536]))

@@ -5,7 +5,5 @@ model = dict(
         arch='m',
         drop_path_rate=0.2,
         init_cfg=dict(
-            type='Pretrained',
-            checkpoint='https://github.com/JierunChen/FasterNet/releases/download/v1.0/'  # noqa: E501
-            'fasternet_m-epoch.291-val_acc1.82.9620.pth')),
+            type='Pretrained', checkpoint=_base_.fasternet_imagenet.m)),
     neck=dict(in_channels=[144, 288, 576, 1152]))

@@ -5,7 +5,5 @@ model = dict(
         arch='s',
         drop_path_rate=0.15,
         init_cfg=dict(
-            type='Pretrained',
-            checkpoint='https://github.com/JierunChen/FasterNet/releases/download/v1.0/'  # noqa: E501
-            'fasternet_s-epoch.299-val_acc1.81.2840.pth')),
+            type='Pretrained', checkpoint=_base_.fasternet_imagenet.s)),
     neck=dict(in_channels=[128, 256, 512, 1024]))

@@ -6,9 +6,7 @@ model = dict(
         arch='t0',
         drop_path_rate=0.0,
         init_cfg=dict(
-            type='Pretrained',
-            checkpoint='https://github.com/JierunChen/FasterNet/releases/download/v1.0/'  # noqa: E501
-            'fasternet_t0-epoch.281-val_acc1.71.9180.pth')),
+            type='Pretrained', checkpoint=_base_.fasternet_imagenet.t0)),
     neck=dict(in_channels=[40, 80, 160, 320]))
 
 optim_wrapper = dict(optimizer=dict(lr=2e-4))

@@ -6,9 +6,7 @@ model = dict(
         arch='t1',
         drop_path_rate=0.02,
         init_cfg=dict(
-            type='Pretrained',
-            checkpoint='https://github.com/JierunChen/FasterNet/releases/download/v1.0/'  # noqa: E501
-            'fasternet_t1-epoch.291-val_acc1.76.2180.pth')),
+            type='Pretrained', checkpoint=_base_.fasternet_imagenet.t1)),
     neck=dict(in_channels=[64, 128, 256, 512]))
 
 optim_wrapper = dict(optimizer=dict(lr=2e-4))

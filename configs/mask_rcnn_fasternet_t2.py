@@ -6,9 +6,7 @@ model = dict(
         arch='t2',
         drop_path_rate=0.05,
         init_cfg=dict(
-            type='Pretrained',
-            checkpoint='https://github.com/JierunChen/FasterNet/releases/download/v1.0/'  # noqa: E501
-            'fasternet_t2-epoch.289-val_acc1.78.8860.pth')),
+            type='Pretrained', checkpoint=_base_.fasternet_imagenet.t2)),
     neck=dict(in_channels=[96, 192, 384, 768]))
 
 optim_wrapper = dict(optimizer=dict(lr=2e-4))

@@ -1,6 +1,7 @@
 """What tools/train.py and tools/test.py share: loading a config with
 mmdet's and mmseg's command-line conventions, and turning known errors into
 one clear line instead of a traceback."""
+import contextlib
 import functools
 import os.path as osp
 import sys
@@ -9,11 +10,14 @@ from typing import Any, Callable, Optional
 from mmengine.config import Config, ConfigDict, DictAction
 
 from .checkpoint import CheckpointError
-from .preflight import PreflightError
+from .preflight import MissingFileError, PreflightError
 
 SCOPES = ('mmdet', 'mmseg')
-# Errors whose message is the whole story; anything else keeps its traceback.
-USER_ERRORS = (PreflightError, CheckpointError, FileNotFoundError)
+# Errors whose message is the whole story; anything else keeps its
+# traceback. A plain FileNotFoundError is not among them: raised inside a
+# Runner's loop (a missing image in the middle of an epoch), it needs its
+# traceback; see missing_files_are_user_errors.
+USER_ERRORS = (PreflightError, CheckpointError)
 
 
 def add_common_args(parser) -> None:
@@ -37,8 +41,9 @@ def load_config(path: str, cfg_options: Optional[dict], launcher: str,
                 work_dir: Optional[str]) -> Config:
     """Read a config, apply ``--cfg-options`` and choose its scope."""
     if not osp.isfile(path):
-        raise FileNotFoundError(f'Config file not found: {path!r}')
-    cfg = Config.fromfile(path)
+        raise MissingFileError(f'Config file not found: {path!r}')
+    with missing_files_are_user_errors():  # e.g. a missing _base_ file
+        cfg = Config.fromfile(path)
     old_root = cfg.get('data_root')
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -94,8 +99,23 @@ def build_runner(cfg: Config):
     return Runner.from_cfg(cfg)
 
 
+@contextlib.contextmanager
+def missing_files_are_user_errors():
+    """Inside this block a ``FileNotFoundError`` means that a path the user
+    gave (a config, a checkpoint, an image) is wrong: it becomes a
+    :class:`MissingFileError`, which :func:`exit_on_user_error` prints as
+    one line. Keep training and testing loops outside the block."""
+    try:
+        yield
+    except MissingFileError:
+        raise
+    except FileNotFoundError as err:
+        raise MissingFileError(str(err)) from None
+
+
 def exit_on_user_error(main: Callable) -> Callable:
-    """Run ``main``; print known user errors as one line and exit 1."""
+    """Run ``main``; print known user errors (:data:`USER_ERRORS`) as one
+    line, ``<tool>: error: <message>``, and exit 1."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):

@@ -1,9 +1,11 @@
-"""Parameter and FLOP counts of a built detector or segmentor, without a
-dataset: one forward pass of the model's tensor mode on a dummy image."""
-from typing import Dict
+"""Measuring a model: its parameters, weight bytes and multiply-adds, and
+how far two sets of its outputs differ; plus the dummy data sample that
+runs a detector or segmentor without a dataset. The tools, the benchmark
+and the tests all measure with these."""
+from typing import Dict, Optional, Sequence
 
 import torch
-from mmengine.analysis import FlopAnalyzer, get_model_complexity_info
+from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
 
@@ -23,47 +25,77 @@ def dummy_sample(scope: str, height: int, width: int):
     return SegDataSample(metainfo=meta)
 
 
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (BN affine included, buffers not)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of the state dict's tensors (parameters and buffers): what a
+    file of the weights holds at least."""
+    return sum(t.numel() * t.element_size()
+               for t in model.state_dict().values())
+
+
+def count_macs(model: nn.Module,
+               image: torch.Tensor,
+               data_samples: Optional[list] = None) -> int:
+    """Multiply-adds of one forward of ``model`` on ``image``
+    (``mmengine.analysis``): its plain forward, or with ``data_samples``
+    the tensor mode (``model._forward``) of a detector or segmentor.
+    Operators without a counting rule (RoIAlign, NMS) add nothing."""
+    analyzer = FlopAnalyzer(_TensorMode(model.eval(), data_samples),
+                            (image, ))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    with torch.no_grad():
+        return int(analyzer.total())
+
+
 def count_complexity(model: nn.Module,
                      scope: str,
                      height: int,
                      width: int,
                      backbone_only: bool = False,
                      by_part: bool = False) -> Dict:
-    """``mmengine.analysis`` counts for one ``(1, 3, height, width)`` input.
-
-    FLOPs are multiply-adds. For a full model the count covers its tensor
-    mode (``model._forward``): for two-stage detectors the backbone, neck,
-    RPN and the RoI heads on the test-time proposals. ``by_part`` adds
-    ``flops_by_part``: the FLOPs of each top-level part (backbone, neck,
-    each head) that has any, from one more trace.
-    """
-    model = model.eval()
-    image = torch.rand(1, 3, height, width)
+    """``flops`` (multiply-adds) and ``params`` of a detector or segmentor,
+    or of its backbone, for one ``(1, 3, height, width)`` input. A full
+    two-stage detector counts its backbone, neck, RPN and the RoI heads on
+    the test-time proposals. ``by_part`` adds ``flops_by_part``: the FLOPs
+    of each top-level part (backbone, neck, each head) that has any."""
     target = model.backbone if backbone_only else model
     samples = None if backbone_only else [dummy_sample(scope, height, width)]
-    with torch.no_grad():
-        result = get_model_complexity_info(
-            _TensorMode(target, samples),
-            inputs=(image, ),
-            show_table=False,
-            show_arch=False)
-        if by_part and not backbone_only:
-            analyzer = FlopAnalyzer(_TensorMode(target, samples), (image, ))
-            analyzer.unsupported_ops_warnings(False)
-            analyzer.uncalled_modules_warnings(False)
+    image = torch.rand(1, 3, height, width)
+    result = dict(
+        flops=count_macs(target, image, samples),
+        params=count_parameters(target))
+    if by_part and not backbone_only:
+        analyzer = FlopAnalyzer(_TensorMode(target.eval(), samples),
+                                (image, ))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        with torch.no_grad():
             flops = analyzer.by_module()
-            result['flops_by_part'] = {
-                name: flops[f'model.{name}']
-                for name, _ in target.named_children()
-                if flops.get(f'model.{name}', 0) > 0
-            }
-    result['params'] = sum(p.numel() for p in target.parameters())
+        result['flops_by_part'] = {
+            name: flops[f'model.{name}']
+            for name, _ in target.named_children()
+            if flops.get(f'model.{name}', 0) > 0
+        }
     return result
 
 
+def relative_error(outputs: Sequence[torch.Tensor],
+                   reference: Sequence[torch.Tensor]) -> float:
+    """Largest ``|a - b| / max |b|`` over matching tensors, in float32."""
+    return max(
+        float((a.float() - b.float()).abs().max() /
+              b.float().abs().max().clamp(min=1e-12))
+        for a, b in zip(outputs, reference))
+
+
 class _TensorMode(nn.Module):
-    """Calls the plain forward (backbone) or ``_forward`` with fixed data
-    samples (whole model), so the tracer sees only tensors."""
+    """Calls the plain forward (no data samples) or ``_forward`` with fixed
+    data samples (whole model), so the tracer sees only tensors."""
 
     def __init__(self, model: nn.Module, data_samples=None) -> None:
         super().__init__()

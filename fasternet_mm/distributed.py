@@ -35,13 +35,16 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
                                 self.eps)
         channels = x.shape[1]
         dims = [d for d in range(x.dim()) if d != 1]
+        shape = [1, channels] + [1] * (x.dim() - 2)
         count = x.new_tensor([x.numel() / channels])
-        stats = all_reduce(
-            torch.cat([x.sum(dims), x.square().sum(dims), count]))
+        # Two passes, mean first, then the squared deviations from it:
+        # E[x^2] - E[x]^2 in one pass cancels catastrophically in float32
+        # when the mean is large against the spread (e.g. 1000 + N(0, 1)).
+        stats = all_reduce(torch.cat([x.sum(dims), count]))
         total = stats[-1]
         mean = stats[:channels] / total
-        var = (stats[channels:2 * channels] / total -
-               mean.square()).clamp(min=0)
+        centered = x - mean.view(shape)
+        var = all_reduce(centered.square().sum(dims)) / total
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -50,8 +53,7 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
                 unbiased = var * total / (total - 1).clamp(min=1)
                 self.running_mean.lerp_(mean, momentum)
                 self.running_var.lerp_(unbiased, momentum)
-        shape = [1, channels] + [1] * (x.dim() - 2)
-        out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        out = centered * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
         return out

@@ -13,11 +13,11 @@ cannot be exported without mmdeploy (see :class:`ExportError`); its
 """
 from typing import List, Optional, Tuple
 
-import numpy as np
 import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, read_checkpoint, unwrap_state_dict
+from .complexity import relative_error
 from .deploy import switch_to_deploy
 from .preflight import PreflightError
 
@@ -166,6 +166,14 @@ def _is_two_stage(model: nn.Module) -> bool:
     return isinstance(model, TwoStageDetector)
 
 
+def _is_segmentor(model: nn.Module) -> bool:
+    try:
+        from mmseg.models.segmentors import BaseSegmentor
+    except ImportError:  # mmdet only
+        return False
+    return isinstance(model, BaseSegmentor)
+
+
 def export_model_onnx(model: TensorOutputs,
                       path: str,
                       shape,
@@ -174,7 +182,16 @@ def export_model_onnx(model: TensorOutputs,
     """Export ``model`` to ``path``. Returns a new random image, not the
     traced one, and the PyTorch outputs for it, so that checking them
     catches values the trace froze; with ``dynamic``, the image is 32 px
-    taller and 64 px wider than ``shape``, which catches frozen sizes."""
+    taller and 64 px wider than ``shape``, which catches frozen sizes. A
+    segmentor with ``dynamic`` is refused (:class:`ExportError`)."""
+    if dynamic and model.part == 'model' and _is_segmentor(model.model):
+        # Checked with onnxruntime on mmseg 1.2: the file is wrong at any
+        # size but the traced one.
+        raise ExportError(
+            f'{type(model.model).__name__} cannot be exported with dynamic '
+            f'sizes: mmseg resizes its logits to sizes that the ONNX trace '
+            f'freezes as constants. Export without --dynamic, at the input '
+            f'size you will run it at')
     example = torch.rand(1, 3, *shape)
     with torch.no_grad():
         named = model.named_outputs(example)
@@ -205,11 +222,12 @@ def check_with_onnxruntime(path, image, outputs):
     import onnxruntime
     session = onnxruntime.InferenceSession(
         path, providers=['CPUExecutionProvider'])
-    results = session.run(None, {'image': image.numpy()})
-    expected = [tensor.numpy() for _, tensor in _flatten('output', outputs)]
+    results = [
+        torch.from_numpy(result)
+        for result in session.run(None, {'image': image.numpy()})
+    ]
+    expected = [tensor for _, tensor in _flatten('output', outputs)]
     if len(results) != len(expected) or any(
             r.shape != e.shape for r, e in zip(results, expected)):
         return float('inf')
-    return max(
-        float(np.abs(r - e).max() / max(np.abs(e).max(), 1e-12))
-        for r, e in zip(results, expected))
+    return relative_error(results, expected)

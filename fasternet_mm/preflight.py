@@ -17,6 +17,11 @@ class PreflightError(RuntimeError):
     """A problem found in a config or its inputs before any heavy work."""
 
 
+class MissingFileError(PreflightError, FileNotFoundError):
+    """A file named on the command line or in a config (a config, an
+    image, a checkpoint) that does not exist, found before any work."""
+
+
 def check_config(cfg: Config, phase: str) -> None:
     """Run every check for ``phase`` (``'train'`` or ``'test'``)."""
     if phase not in PHASES:

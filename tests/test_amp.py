@@ -1,6 +1,5 @@
 """tools/train.py --amp: bf16 autocast by parts on a CPU, MMEngine's fp16
 AmpOptimWrapper where it runs, one clear line elsewhere."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -8,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_tool
 from mmengine.config import Config
 
 from fasternet_mm.preflight import PreflightError
@@ -15,14 +15,6 @@ from fasternet_mm.shapes import generate
 
 REPO = Path(__file__).resolve().parents[1]
 DET_DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
-
-
-def train_tool():
-    spec = importlib.util.spec_from_file_location('train_tool',
-                                                  REPO / 'tools/train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.skipif(
@@ -63,7 +55,7 @@ def test_amp_trains_on_a_cpu_in_bf16_by_parts(tmp_path):
 ])
 def test_amp_picks_the_device_s_mixed_precision(monkeypatch, device,
                                                 optim_wrapper, hooks):
-    tool = train_tool()
+    tool = load_tool('train')
     monkeypatch.setattr(tool, 'get_device', lambda: device)
     monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
                         lambda: True)
@@ -79,7 +71,7 @@ def test_amp_picks_the_device_s_mixed_precision(monkeypatch, device,
 ])
 def test_amp_where_the_device_cannot_is_one_line(monkeypatch, capsys, device,
                                                  bf16, pattern):
-    tool = train_tool()
+    tool = load_tool('train')
     monkeypatch.setattr(tool, 'get_device', lambda: device)
     monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
                         lambda: bf16)

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from fasternet_mm import use_bf16
-from fasternet_mm.benchmark import (interleaved_medians, relative_error,
-                                    timm_peer)
+from fasternet_mm.benchmark import interleaved_medians, timm_peer
+from fasternet_mm.complexity import relative_error
 
 
 def test_interleaved_medians_rotates_the_order():

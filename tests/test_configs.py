@@ -2,10 +2,11 @@
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import SMALL, build, forward_once
 from mmengine.config import Config
 
-from fasternet_mm.preflight import backbone_widths, check_model
+from fasternet_mm.preflight import check_model
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(
@@ -18,18 +19,55 @@ def test_every_config_is_listed():
     assert len(CONFIGS) == 23
 
 
+# The widths of the four stages, written out from the official configs'
+# embed_dim (README's variant table, ../shared/PAPER_FACTS.md), not derived
+# from FasterNet's own code.
+WIDTHS = {
+    't0': [40, 80, 160, 320],
+    't1': [64, 128, 256, 512],
+    't2': [96, 192, 384, 768],
+    's': [128, 256, 512, 1024],
+    'm': [144, 288, 576, 1152],
+    'l': [192, 384, 768, 1536],
+}
+RELEASE = 'https://github.com/JierunChen/FasterNet/releases/download/v1.0/'
+IMAGENET_FILES = {
+    't0': 'fasternet_t0-epoch.281-val_acc1.71.9180.pth',
+    't1': 'fasternet_t1-epoch.291-val_acc1.76.2180.pth',
+    't2': 'fasternet_t2-epoch.289-val_acc1.78.8860.pth',
+    's': 'fasternet_s-epoch.299-val_acc1.81.2840.pth',
+    'm': 'fasternet_m-epoch.291-val_acc1.82.9620.pth',
+    'l': 'fasternet_l-epoch.299-val_acc1.83.5060.pth',
+}
+
+
 @pytest.mark.parametrize('path', CONFIGS)
 def test_config_builds_and_runs(path):
     cfg = Config.fromfile(REPO / path)
     assert cfg.custom_imports == dict(
         imports=['fasternet_mm'], allow_failed_imports=False)
+    assert cfg.default_hooks.checkpoint.type == \
+        'fasternet_mm.AtomicCheckpointHook'
+    assert cfg.default_hooks.random_states.type == \
+        'fasternet_mm.RandomStateHook'
     check_model(cfg)
     model = build(cfg)
-    if cfg.model.backbone.type == 'FasterNet':  # not a stock baseline
-        widths = list(model.backbone.out_channels)
-        assert widths == backbone_widths(cfg.model.backbone)
+    backbone = cfg.model.backbone
+    if backbone.type == 'FasterNet':  # not a stock baseline
+        # The channels the built backbone really returns, against the table.
+        with torch.no_grad():
+            features = model.backbone(torch.rand(1, 3, 64, 64))
+        widths = [feature.shape[1] for feature in features]
+        table = WIDTHS[backbone.get('arch', 's')]
+        assert widths == [
+            table[i] for i in backbone.get('out_indices', (0, 1, 2, 3))
+        ]
         consumer = cfg.model.get('neck') or cfg.model.decode_head
         assert list(consumer.in_channels) == widths
+        init_cfg = backbone.get('init_cfg')
+        if init_cfg is not None:  # the demos train from scratch
+            assert init_cfg.checkpoint == \
+                RELEASE + IMAGENET_FILES[backbone.get('arch', 's')]
     results = forward_once(model, cfg.default_scope)
     assert len(results) == 1
     if cfg.default_scope == 'mmdet':
@@ -70,10 +108,10 @@ def test_mask_rcnn_follows_paper_recipe(arch):
     assert any(t.type == 'RandomFlip' for t in cfg.train_pipeline)
     assert cfg.val_evaluator.metric == ['bbox', 'segm']
     assert cfg.val_evaluator.ann_file.endswith('instances_val2017.json')
-    checkpoint = cfg.model.backbone.init_cfg.checkpoint
-    assert checkpoint.startswith(
-        'https://github.com/JierunChen/FasterNet/releases/download/v1.0/'
-        f'fasternet_{arch}-epoch.')
+    assert cfg.model.backbone.arch == arch
+    assert cfg.model.backbone.init_cfg.checkpoint == \
+        RELEASE + IMAGENET_FILES[arch]
+    assert list(cfg.model.neck.in_channels) == WIDTHS[arch]
 
 
 @pytest.mark.parametrize('arch', ['s', 'm', 'l'])
@@ -86,6 +124,8 @@ def test_fpn_ade20k_recipe(arch):
     assert cfg.train_dataloader.batch_size * 8 == 32
     assert cfg.param_scheduler[0].type == 'PolyLR'
     assert cfg.crop_size == (512, 512)
+    assert cfg.model.backbone.arch == arch
+    assert list(cfg.model.neck.in_channels) == WIDTHS[arch]
 
 
 @pytest.mark.parametrize('arch', ['s', 'm', 'l'])
@@ -93,5 +133,6 @@ def test_upernet_ade20k_recipe(arch):
     cfg = Config.fromfile(REPO / f'configs/upernet_fasternet_{arch}_ade20k.py')
     assert cfg.train_cfg.max_iters == 160000
     assert cfg.optim_wrapper.optimizer.lr == 6e-5
-    assert cfg.model.auxiliary_head.in_channels == \
-        cfg.model.decode_head.in_channels[2]
+    assert cfg.model.backbone.arch == arch
+    assert list(cfg.model.decode_head.in_channels) == WIDTHS[arch]
+    assert cfg.model.auxiliary_head.in_channels == WIDTHS[arch][2]

@@ -2,13 +2,13 @@
 names the file, before any weight is used; the tools print it as one line.
 
 The fuzzing is deterministic (seeded), so a failure reproduces."""
-import importlib.util
 import random
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_tool
 
 from fasternet_mm import FasterNet
 from fasternet_mm.checkpoint import CheckpointError, read_checkpoint
@@ -123,14 +123,6 @@ def test_undamaged_and_legacy_checkpoints_still_load(good, tmp_path):
     assert not zipfile.is_zipfile(legacy)  # no checksums to check
     for key, value in read_checkpoint(legacy).items():
         assert torch.equal(value, loaded['state_dict'][key])
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'tool_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')

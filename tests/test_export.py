@@ -1,15 +1,15 @@
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import randomize_norms
+from helpers import load_tool, randomize_norms
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 from fasternet_mm import FasterNet
 from fasternet_mm.checkpoint import CheckpointError
+from fasternet_mm.complexity import weight_bytes
 from fasternet_mm.export import (ExportError, TensorOutputs,
                                  build_deploy_model, check_with_onnxruntime,
                                  export_model_onnx, export_onnx)
@@ -25,8 +25,7 @@ def test_deployed_backbone_exports_to_onnx(tmp_path):
     model.switch_to_deploy()
     path = str(tmp_path / 'fasternet_t0.onnx')
     image, outputs = export_onnx(model, path, (97, 131))
-    weights = sum(t.numel() * t.element_size()
-                  for t in model.state_dict().values())
+    weights = weight_bytes(model)
     # The original slicing PConv made files hundreds of times bigger.
     assert os.path.getsize(path) <= 1.1 * weights
     assert check_with_onnxruntime(path, image, outputs) <= 1e-4
@@ -51,11 +50,6 @@ def small_model(config, overrides=None):
         cfg.merge_from_dict(overrides)
     torch.manual_seed(0)
     return randomize_norms(build_deploy_model(cfg))
-
-
-def weight_bytes(model):
-    return sum(t.numel() * t.element_size()
-               for t in model.state_dict().values())
 
 
 def test_single_stage_detector_exports_to_onnx(tmp_path):
@@ -88,13 +82,16 @@ def test_dynamic_export_is_checked_at_another_size(tmp_path):
     image, outputs = export_model_onnx(detector, path, (96, 128), dynamic=True)
     assert image.shape[2:] != (96, 128)
     assert check_with_onnxruntime(path, image, outputs) <= 1e-4
-    # mmseg's Upsample turns sizes into Python ints, which the trace
-    # freezes: a dynamic segmentor is wrong at any other size.
+    # mmseg's resize of the logits freezes sizes in the trace: a dynamic
+    # segmentor is refused before anything is written.
     segmentor = TensorOutputs(small_model(SEG_DEMO))
-    path = str(tmp_path / 'fpn.onnx')
-    image, outputs = export_model_onnx(
-        segmentor, path, (96, 128), dynamic=True)
-    assert check_with_onnxruntime(path, image, outputs) > 1e-4
+    path = tmp_path / 'fpn.onnx'
+    with pytest.raises(
+            ExportError,
+            match=r'^EncoderDecoder cannot be exported with dynamic sizes: '
+            r'.* Export without --dynamic'):
+        export_model_onnx(segmentor, str(path), (96, 128), dynamic=True)
+    assert not path.exists()
 
 
 def test_two_stage_detector_exports_its_rpn_part_only(tmp_path):
@@ -132,16 +129,8 @@ def test_checkpoint_must_fit_the_whole_model(tmp_path):
         build_deploy_model(cfg, str(path))
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'export_onnx_tool', REPO / 'tools/export_onnx.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
 def test_tool_exports_a_config_or_says_why_not(tmp_path, capsys):
-    tool = load_tool()
+    tool = load_tool('export_onnx')
     out = tmp_path / 'fpn.onnx'
     tool.main([str(out), '--config', str(SEG_DEMO), '--shape', '64', '96'])
     assert 'max relative error' in capsys.readouterr().out
@@ -156,3 +145,9 @@ def test_tool_exports_a_config_or_says_why_not(tmp_path, capsys):
     # One line, no traceback (other lines are import-time warnings).
     assert 'Traceback' not in error
     assert 'error: MaskRCNN is a two-stage' in error.splitlines()[-1]
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([str(out), '--config', str(SEG_DEMO), '--dynamic'])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 1 and 'Traceback' not in error
+    assert 'error: EncoderDecoder cannot be exported with dynamic sizes' \
+        in error.splitlines()[-1]

@@ -5,6 +5,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from fasternet_mm import FasterNet, PartialConv
 from fasternet_mm.benchmark import saved_activation_bytes
+from fasternet_mm.complexity import count_parameters, relative_error
 from fasternet_mm.models import FasterNetBlock
 
 ODD_SIZE = (97, 131)
@@ -24,10 +25,6 @@ TINY_ARCH = dict(
     n_div=4,
     act_cfg=dict(type='GELU'),
     drop_path_rate=0.1)
-
-
-def count_params(module):
-    return sum(p.numel() for p in module.parameters())
 
 
 @pytest.mark.parametrize('arch', list(FasterNet.arch_settings))
@@ -51,7 +48,7 @@ def test_parameter_counts_match_paper(arch):
     head = model.channels[-1] * 1280 + 1280 * 1000 + 1000
     conv = sum(m.weight.numel() for m in model.modules()
                if isinstance(m, torch.nn.Conv2d))
-    norm = count_params(model) - conv
+    norm = count_parameters(model) - conv
     # The paper's figures are the conv and linear weights: they leave out
     # the BN affine parameters (0.01M for T0 to 0.09M for L).
     assert round((conv + head) / 1e6, 1) == PAPER_PARAMS_M[arch]
@@ -318,9 +315,8 @@ def test_deploy_form_equals_training_form(arch):
     assert not any(
         isinstance(m, _BatchNorm)
         for name, m in model.named_modules() if not name.startswith('norm'))
-    for a, b in zip(deployed, expected):
-        error = ((a - b).abs().max() / b.abs().max()).item()
-        assert error <= 1e-4, error
+    error = relative_error(deployed, expected)
+    assert error <= 1e-4, error
     with pytest.raises(RuntimeError, match='deploy form'):
         model.train()
 
@@ -343,9 +339,8 @@ def test_deploy_form_channels_last_on_every_stage():
                     memory_format=torch.channels_last)))
         deployed = model(x)
     assert formats == [True] * 4
-    for a, b in zip(deployed, expected):
-        error = ((a - b).abs().max() / b.abs().max()).item()
-        assert error <= 1e-4, error
+    error = relative_error(deployed, expected)
+    assert error <= 1e-4, error
 
 
 def test_compiled_deploy_form_is_one_graph_with_equal_outputs():
@@ -362,9 +357,8 @@ def test_compiled_deploy_form_is_one_graph_with_equal_outputs():
             model, compile=dict(backend='aot_eager', fullgraph=True))
         compiled = model(x)
     assert model._compiled_call_impl is not None
-    for a, b in zip(compiled, expected):
-        error = ((a - b).abs().max() / b.abs().max()).item()
-        assert error <= 1e-4, error
+    error = relative_error(compiled, expected)
+    assert error <= 1e-4, error
     with pytest.raises(TypeError, match="compile must be a bool or a dict"):
         switch_to_deploy(model, compile='max-autotune')
 

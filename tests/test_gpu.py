@@ -11,7 +11,7 @@ from helpers import build, forward_once, randomize_norms
 from mmengine.config import Config
 
 from fasternet_mm import FasterNet, switch_to_deploy, use_bf16
-from fasternet_mm.benchmark import relative_error
+from fasternet_mm.complexity import relative_error
 from fasternet_mm.shapes import generate
 
 pytestmark = pytest.mark.skipif(

@@ -5,8 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from helpers import load_tool
+from PIL import Image
 
+from fasternet_mm.preflight import MissingFileError
 from fasternet_mm.shapes import generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,32 +45,48 @@ def last_metrics(work_dir):
 
 def test_det_demo_trains_reloads_and_evaluates(shapes, tmp_path):
     work_dir = tmp_path / 'det'
+    # 40 iterations at a constant lr of 4e-3 after 5 warm-up iterations:
+    # enough to learn the shapes a little.
     options = [
-        '--cfg-options', f'data_root={shapes}/', 'train_cfg.max_epochs=4',
-        'default_hooks.checkpoint.interval=4', 'param_scheduler.1.end=4'
+        '--cfg-options', f'data_root={shapes}/', 'train_cfg.max_epochs=20',
+        'default_hooks.checkpoint.interval=20', 'param_scheduler.0.end=5',
+        'param_scheduler.1.end=20', 'param_scheduler.1.milestones=[1000]',
+        'optim_wrapper.optimizer.lr=4e-3'
     ]
     result = run_tool('train.py', DET_DEMO, '--work-dir', work_dir, *options)
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = (work_dir / 'last_checkpoint').read_text().strip()
-    assert checkpoint.endswith('epoch_4.pth')
+    assert checkpoint.endswith('epoch_20.pth')
     result = run_tool('test.py', DET_DEMO, checkpoint, '--work-dir', work_dir,
                       *options[:2])
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = last_metrics(work_dir)
-    for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
-        assert isinstance(metrics[key], float) and 0 <= metrics[key] <= 1
-    assert 'Average Precision' in result.stdout + result.stderr
-    # The deploy form under use_bf16 (backbone, neck, heads) evaluates too.
+    # Measured 0.099 bbox and 0.157 segm mAP on the 4 val images; a model
+    # that learned nothing scores 0 (the 4-epoch run this test had before
+    # scored 0.0 and passed).
+    assert metrics['coco/bbox_mAP'] >= 0.03
+    assert metrics['coco/segm_mAP'] >= 0.05
+    # The deploy form under use_bf16 (backbone, neck, heads) scores as the
+    # training form does.
     result = run_tool('test.py', DET_DEMO, checkpoint, '--work-dir',
                       tmp_path / 'deploy', '--deploy', '--bf16', *options[:2])
     assert result.returncode == 0, result.stderr[-3000:]
     bf16 = last_metrics(tmp_path / 'deploy')
-    assert isinstance(bf16['coco/bbox_mAP'], float)
+    for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
+        assert abs(bf16[key] - metrics[key]) <= 0.05, key
+    # Every prediction drawn (score threshold 0) on an image of the input's
+    # size.
     out_dir = tmp_path / 'vis'
-    result = run_tool('image_demo.py', shapes / 'val/00000.png', DET_DEMO,
-                      checkpoint, '--out-dir', out_dir)
+    image = shapes / 'val/00000.png'
+    result = run_tool('image_demo.py', image, DET_DEMO, checkpoint,
+                      '--out-dir', out_dir, '--score-thr', 0)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (out_dir / '00000.png').stat().st_size > 0
+    assert ': 0 instances' not in result.stdout
+    source = np.asarray(Image.open(image).convert('RGB'))
+    drawn = np.asarray(Image.open(out_dir / '00000.png').convert('RGB'))
+    assert drawn.shape == source.shape
+    changed = (drawn != source).any(axis=-1).mean()
+    assert changed > 0.01
 
 
 def test_seg_demo_trains_reloads_and_evaluates(shapes, tmp_path):
@@ -121,12 +142,66 @@ def test_offline_checkpoint_fails_at_once(tmp_path, shapes):
     assert 'model.backbone.init_cfg=None' in result.stderr
 
 
-def test_get_flops_runs():
-    result = run_tool('get_flops.py',
-                      REPO / 'configs/mask_rcnn_fasternet_t0.py', '--shape',
-                      256, 320)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert 'Input shape: (3, 256, 320)' in result.stdout
-    flops = float(
-        result.stdout.split('FLOPs (multiply-adds): ')[1].split('G')[0])
-    assert flops > 1
+def test_get_flops_equals_the_readme_table(capsys):
+    # README, FLOPs: FasterNet-S's backbone in Mask R-CNN at 1280x800 is
+    # 93.0G multiply-adds (4.55G at 224x224 scaled by the area).
+    load_tool('get_flops').main([
+        str(REPO / 'configs/mask_rcnn_fasternet_s.py'), '--shape', '800',
+        '1280', '--backbone-only'
+    ])
+    out = capsys.readouterr().out
+    assert 'Input shape: (3, 800, 1280)' in out
+    assert 'FLOPs (multiply-adds): 93.0G' in out
+
+
+def one_line_error(capsys, tool, argv):
+    """Run a tool in this process; return its one-line error."""
+    with pytest.raises(SystemExit) as info:
+        load_tool(tool).main(list(map(str, argv)))
+    err = capsys.readouterr().err
+    assert info.value.code == 1
+    assert 'Traceback' not in err
+    # Other lines, if any, are import-time warnings.
+    return err.strip().splitlines()[-1]
+
+
+def test_user_errors_are_one_line_in_every_tool(capsys, tmp_path):
+    missing = tmp_path / 'missing.pth'
+    cases = {
+        'train': ([tmp_path / 'nope.py'], 'Config file not found'),
+        'test': ([DET_DEMO, missing, '--out', 'results.txt'],
+                 "--out must be a .pkl or .pickle file, got 'results.txt'"),
+        'image_demo': ([tmp_path / 'nope.png', DET_DEMO, missing],
+                       'Image not found'),
+        'get_flops': ([DET_DEMO, '--shape', '16'],
+                      '--shape takes H W or one size, each at least 32; '
+                      'got [16]'),
+        'convert_checkpoint': ([missing, tmp_path / 'out.pth'],
+                               'missing.pth'),
+        'export_onnx': ([
+            tmp_path / 'out.onnx', '--arch', 't0', '--checkpoint', missing
+        ], 'missing.pth'),
+    }
+    if not torch.cuda.is_available():
+        cases['benchmark'] = (['--gpu-only'],
+                              '--gpu-only: CUDA is not available here')
+    for tool, (argv, message) in cases.items():
+        line = one_line_error(capsys, tool, argv)
+        assert ': error: ' in line and message in line, (tool, line)
+
+
+def test_a_file_missing_mid_epoch_keeps_its_traceback(tmp_path):
+    """Only errors found before the run are shortened to one line: a file
+    that goes missing inside the training loop raises as it is."""
+    root = tmp_path / 'shapes'
+    generate(str(root), num_train=2, num_val=1, size=64, seed=0)
+    for image in (root / 'train').glob('*.png'):
+        image.unlink()
+    with pytest.raises(FileNotFoundError) as info:
+        load_tool('train').main([
+            str(DET_DEMO), '--work-dir',
+            str(tmp_path / 'work'), '--cfg-options', f'data_root={root}/',
+            'train_cfg.max_epochs=1'
+        ])
+    assert not isinstance(info.value, MissingFileError)
+    assert '00000.png' in str(info.value)

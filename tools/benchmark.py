@@ -23,11 +23,14 @@ import torch
 from mmengine.registry import MODELS, init_default_scope
 
 from fasternet_mm import switch_to_deploy, use_bf16, use_fp32
-from fasternet_mm.benchmark import (autocast_run, count_macs, gemm_gflops,
-                                    interleaved_medians, relative_error,
+from fasternet_mm.benchmark import (autocast_run, gemm_gflops,
+                                    interleaved_medians,
                                     saved_activation_bytes, timm_features,
                                     timm_peer)
-from fasternet_mm.complexity import dummy_sample
+from fasternet_mm.cli import exit_on_user_error
+from fasternet_mm.complexity import (count_macs, count_parameters,
+                                     dummy_sample, relative_error)
+from fasternet_mm.preflight import PreflightError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -66,10 +69,6 @@ def parse_args(argv=None):
         default='640x640',
         help='HxW of the --configs timing')
     return parser.parse_args(argv)
-
-
-def params(model):
-    return sum(p.numel() for p in model.parameters())
 
 
 def backbone_section(args, shape, gemm, report):
@@ -116,9 +115,9 @@ def backbone_section(args, shape, gemm, report):
         deploy_gflops_per_s=achieved,
         deploy_fraction_of_gemm=achieved / gemm,
         params_m={
-            'ours': params(ours) / 1e6,
-            'timm': params(peer) / 1e6,
-            'resnet50': params(resnet) / 1e6
+            'ours': count_parameters(ours) / 1e6,
+            'timm': count_parameters(peer) / 1e6,
+            'resnet50': count_parameters(resnet) / 1e6
         })
     print(f'\n== backbone, batch 1, {key} ({macs / 1e9:.1f} GMACs) ==')
     for name, value in seconds.items():
@@ -274,17 +273,17 @@ def configs_section(args, report):
     first = osp.splitext(osp.basename(args.configs[0]))[0]
     report['configs'] = dict(
         shape=list(shape),
-        params_m={k: params(m) / 1e6
+        params_m={k: count_parameters(m) / 1e6
                   for k, m in models.items()},
-        neck_params_m={k: params(m.neck) / 1e6
+        neck_params_m={k: count_parameters(m.neck) / 1e6
                        for k, m in models.items()},
         ms={k: v * 1e3
             for k, v in seconds.items()})
     print(f'\n== detectors, batch 1, {shape[0]}x{shape[1]}, random weights; '
           f'ratios against {first} ==')
     for name, model in models.items():
-        print(f'{name}: params {params(model) / 1e6:.2f}M, neck '
-              f'{params(model.neck) / 1e6:.2f}M')
+        print(f'{name}: params {count_parameters(model) / 1e6:.2f}M, neck '
+              f'{count_parameters(model.neck) / 1e6:.2f}M')
     for key, value in seconds.items():
         name, part = key.split('/')
         base = f"{first}{'_deploy' if name.endswith('_deploy') else ''}"
@@ -597,6 +596,7 @@ def plot(report, path):
     fig.savefig(path, dpi=100)
 
 
+@exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
     shapes = [
@@ -618,7 +618,7 @@ def main(argv=None):
         if not args.skip_detector:
             gpu_detector_section(args, report)
     elif args.gpu_only:
-        raise SystemExit('--gpu-only: CUDA is not available here')
+        raise PreflightError('--gpu-only: CUDA is not available here')
     if args.gpu_only:
         with open(osp.join(args.out, 'benchmark_gpu.json'), 'w') as f:
             json.dump(report, f, indent=2)

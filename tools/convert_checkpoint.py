@@ -10,7 +10,7 @@ release (its backbone) or a timm state dict, detects which it is, and writes
 import argparse
 
 from fasternet_mm.checkpoint import convert_checkpoint_file
-from fasternet_mm.cli import exit_on_user_error
+from fasternet_mm.cli import exit_on_user_error, missing_files_are_user_errors
 
 
 def parse_args(argv=None):
@@ -32,8 +32,12 @@ def parse_args(argv=None):
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
-    layout, count = convert_checkpoint_file(
-        args.src, args.dst, prefix=args.prefix, trust_pickle=args.trust_pickle)
+    with missing_files_are_user_errors():
+        layout, count = convert_checkpoint_file(
+            args.src,
+            args.dst,
+            prefix=args.prefix,
+            trust_pickle=args.trust_pickle)
     print(f'{args.src}: {layout} layout, wrote {count} tensors to {args.dst}')
 
 

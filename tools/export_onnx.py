@@ -23,7 +23,9 @@ import os
 from mmengine.config import DictAction
 
 from fasternet_mm import FasterNet
-from fasternet_mm.cli import exit_on_user_error, load_config
+from fasternet_mm.cli import (exit_on_user_error, load_config,
+                              missing_files_are_user_errors)
+from fasternet_mm.complexity import weight_bytes
 from fasternet_mm.export import (PARTS, ExportError, TensorOutputs,
                                  build_deploy_model, check_with_onnxruntime,
                                  export_model_onnx, export_onnx)
@@ -88,9 +90,9 @@ def export_model(args):
 def main(argv=None):
     args = parse_args(argv)
     export = export_model if args.config else export_backbone
-    model, image, outputs = export(args)
-    weights = sum(t.numel() * t.element_size()
-                  for t in model.state_dict().values())
+    with missing_files_are_user_errors():  # --checkpoint
+        model, image, outputs = export(args)
+    weights = weight_bytes(model)
     size = os.path.getsize(args.out)
     error = check_with_onnxruntime(args.out, image, outputs)
     print(f'{args.out}: {size / 2**20:.1f} MiB for {weights / 2**20:.1f} '

@@ -16,6 +16,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 from fasternet_mm.cli import exit_on_user_error, load_config
 from fasternet_mm.complexity import count_complexity
+from fasternet_mm.preflight import PreflightError
 
 
 def parse_args(argv=None):
@@ -47,8 +48,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if len(args.shape) not in (1, 2) or min(args.shape) < 32:
-        raise SystemExit(f'--shape takes H W or one size, each at least 32; '
-                         f'got {args.shape}')
+        raise PreflightError(f'--shape takes H W or one size, each at '
+                             f'least 32; got {args.shape}')
     height, width = (args.shape * 2)[:2]
     if args.size_divisor > 0:
         height = -(-height // args.size_divisor) * args.size_divisor

@@ -12,7 +12,8 @@ from mmengine.registry import init_default_scope
 
 from fasternet_mm.cli import exit_on_user_error, load_config
 from fasternet_mm.compat import mmengine_checkpoints
-from fasternet_mm.preflight import check_checkpoint_path
+from fasternet_mm.preflight import (MissingFileError, PreflightError,
+                                    check_checkpoint_path)
 
 
 def parse_args(argv=None):
@@ -33,12 +34,12 @@ def main(argv=None):
     args = parse_args(argv)
     for image in args.images:
         if not osp.isfile(image):
-            raise FileNotFoundError(f'Image not found: {image!r}')
+            raise MissingFileError(f'Image not found: {image!r}')
     check_checkpoint_path(args.checkpoint, 'checkpoint')
     cfg = load_config(args.config, None, 'none', None)
     if cfg.default_scope != 'mmdet':
-        raise SystemExit(f'image_demo draws detections; {args.config} is an '
-                         f'{cfg.default_scope} config')
+        raise PreflightError(f'image_demo draws detections; {args.config} '
+                             f'is an {cfg.default_scope} config')
     init_default_scope('mmdet')
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS

@@ -6,7 +6,7 @@ import os.path as osp
 from fasternet_mm.cli import (add_common_args, build_runner,
                               exit_on_user_error, load_config)
 from fasternet_mm.compat import mmengine_checkpoints
-from fasternet_mm.preflight import check_config
+from fasternet_mm.preflight import PreflightError, check_config
 
 
 def parse_args(argv=None):
@@ -64,7 +64,8 @@ def add_output(cfg, out):
         cfg.test_evaluator['keep_results'] = True
         return
     if not out.endswith(('.pkl', '.pickle')):
-        raise ValueError(f'--out must be a .pkl or .pickle file, got {out!r}')
+        raise PreflightError(
+            f'--out must be a .pkl or .pickle file, got {out!r}')
     evaluators = cfg.test_evaluator if isinstance(
         cfg.test_evaluator, list) else [cfg.test_evaluator]
     cfg.test_evaluator = evaluators + [
@@ -77,15 +78,15 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.launcher,
                       args.work_dir)
-    cfg.load_from = args.checkpoint
-    check_config(cfg, 'test')
-    if args.show or args.show_dir:
-        enable_visualization(cfg, args)
-    if args.out:
+    if args.out:  # a bad --out fails before the checkpoint is read
         add_output(
             cfg,
             osp.abspath(args.out)
             if cfg.default_scope == 'mmseg' else args.out)
+    cfg.load_from = args.checkpoint
+    check_config(cfg, 'test')
+    if args.show or args.show_dir:
+        enable_visualization(cfg, args)
     if args.deploy or args.bf16:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(

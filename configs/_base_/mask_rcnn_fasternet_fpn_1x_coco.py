@@ -2,31 +2,23 @@
 # paper (CVPR 2023, Sec. 4.3): AdamW, weight decay 1e-4, no gradient
 # clipping, 500 warm-up iterations, lr steps at epochs 8 and 11, 1333x800
 # inputs with random flip, 2 images per GPU on 8 GPUs.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+# Arch-neutral: each variant sets the arch, its drop-path rate and ImageNet
+# checkpoint, the FPN's in_channels and the learning rate.
+_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', './fasternet.py']
 
-custom_imports = dict(imports=['fasternet_mm'], allow_failed_imports=False)
-# Checkpoints keep the RNG states, so --resume continues exactly, and are
-# written to a temporary file and renamed, so a run killed while saving
-# still resumes from its last complete checkpoint.
-default_hooks = dict(
-    checkpoint=dict(type='fasternet_mm.AtomicCheckpointHook'),
-    random_states=dict(type='fasternet_mm.RandomStateHook'))
+custom_imports = _base_.fasternet_imports
+default_hooks = _base_.fasternet_hooks
 
 model = dict(
     backbone=dict(
         _delete_=True,
         type='FasterNet',
-        arch='s',
         out_indices=(0, 1, 2, 3),
         frozen_stages=-1,
         norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=False),
-    neck=dict(in_channels=[128, 256, 512, 1024]))
+        norm_eval=False))
 
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4))
+optim_wrapper = _base_.fasternet_adamw
 
 train_dataloader = dict(batch_size=2)
 auto_scale_lr = dict(enable=False, base_batch_size=16)
