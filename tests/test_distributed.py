@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from fasternet_mm.checkpoint import read_checkpoint
 from fasternet_mm.distributed import AllReduceBatchNorm, convert_sync_batchnorm
 from fasternet_mm.shapes import generate
 
@@ -100,6 +101,7 @@ from mmengine.registry import HOOKS
 
 @HOOKS.register_module()
 class RankProbeHook(Hook):
+    priority = 'LOWEST'  # after RandomStateHook restores the states
 
     def before_train(self, runner):
         torch.save(torch.get_rng_state(),
@@ -160,7 +162,7 @@ def test_dist_train_two_cpu_processes_then_test(tmp_path, norm):
     assert ('layers all-reduce their statistics over gloo' in log) == (
         norm == 'SyncBN')
     checkpoint = work_dir / 'epoch_2.pth'
-    saved = torch.load(checkpoint, weights_only=True)
+    saved = read_checkpoint(checkpoint)
 
     # The ranks stayed in sync: rank 1 ends with the weights that rank 0
     # wrote. BN buffers are not broadcast (broadcast_buffers=False), so

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fasternet_mm.checkpoint import read_checkpoint
 from fasternet_mm.shapes import generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,8 +89,8 @@ def resume_and_compare(data_root, work_dir, straight, keep=5):
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'resumed epoch: ' in result.stdout + result.stderr
 
-    a = torch.load(straight, weights_only=True)
-    b = torch.load(work_dir / f'epoch_{EPOCHS}.pth', weights_only=True)
+    a = read_checkpoint(straight)
+    b = read_checkpoint(work_dir / f'epoch_{EPOCHS}.pth')
     assert a['meta']['iter'] == b['meta']['iter'] == EPOCHS * 4
     assert a['meta']['epoch'] == b['meta']['epoch'] == EPOCHS
     lr = [group['lr'] for group in a['optimizer']['param_groups']]
