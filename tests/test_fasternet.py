@@ -1,6 +1,6 @@
 import pytest
 import torch
-from helpers import randomize_norms
+from helpers import randomize_norms, record_stage_formats
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fasternet_mm import FasterNet, PartialConv
@@ -332,11 +332,7 @@ def test_deploy_form_channels_last_on_every_stage():
     with torch.no_grad():
         expected = model(x)
         switch_to_deploy(model)
-        formats = []
-        for stage in model.stages:
-            stage.blocks[0].register_forward_pre_hook(
-                lambda module, args: formats.append(args[0].is_contiguous(
-                    memory_format=torch.channels_last)))
+        formats = record_stage_formats(model)
         deployed = model(x)
     assert formats == [True] * 4
     error = relative_error(deployed, expected)

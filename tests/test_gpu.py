@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import build, forward_once, randomize_norms
+from helpers import build, forward_once, randomize_norms, record_stage_formats
 from mmengine.config import Config
 
 from fasternet_mm import FasterNet, switch_to_deploy, use_bf16
@@ -75,11 +75,7 @@ def test_deploy_form_on_cuda_equals_training_form(compile, exact_fp32):
     with torch.no_grad():
         expected = model(x)
         switch_to_deploy(model, compile=compile)
-        formats = []
-        for stage in model.stages:
-            stage.blocks[0].register_forward_pre_hook(
-                lambda module, args: formats.append(args[0].is_contiguous(
-                    memory_format=torch.channels_last)))
+        formats = record_stage_formats(model)
         deployed = model(x)
     assert model.patch_embed.conv.weight.is_contiguous(
         memory_format=torch.channels_last)
