@@ -6,7 +6,7 @@ segmentor (``FasterNet.switch_to_deploy()`` does one backbone), and swaps
 mmcv's RoIAlign for the equal, faster :class:`GatherRoIAlign`. Lower
 precision, which changes the numbers, lives in :mod:`fasternet_mm.precision`.
 """
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -15,18 +15,21 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 @torch.no_grad()
 def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
-    """A conv with bias equal to ``bn(conv(x))`` for BN in eval mode."""
+    """A conv with bias equal to ``bn(conv(x))`` for BN in eval mode.
+
+    The folding is computed in fp32 and cast to the conv's dtype at the
+    end, so that a half-precision model is not folded in 16 bits."""
     if not isinstance(bn, _BatchNorm) or not bn.track_running_stats:
         raise TypeError(f'Only BatchNorm with running statistics folds into '
                         f'a conv, got {type(bn).__name__}')
-    scale = torch.rsqrt(bn.running_var + bn.eps)
+    scale = torch.rsqrt(bn.running_var.float() + bn.eps)
     if bn.affine:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale
+        scale = scale * bn.weight.float()
+    shift = -bn.running_mean.float() * scale
     if bn.affine:
-        shift = shift + bn.bias
+        shift = shift + bn.bias.float()
     if conv.bias is not None:
-        shift = shift + conv.bias * scale
+        shift = shift + conv.bias.float() * scale
     fused = nn.Conv2d(
         conv.in_channels,
         conv.out_channels,
@@ -38,7 +41,7 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
         bias=True,
         padding_mode=conv.padding_mode)
     fused = fused.to(device=conv.weight.device, dtype=conv.weight.dtype)
-    fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+    fused.weight.copy_(conv.weight.float() * scale.view(-1, 1, 1, 1))
     fused.bias.copy_(shift)
     return fused
 
@@ -63,7 +66,8 @@ def _swap_roi_align(model: nn.Module) -> None:
 
 
 def switch_to_deploy(model: nn.Module,
-                     compile: Union[bool, dict] = False) -> nn.Module:
+                     compile: Union[bool, dict] = False,
+                     layout: Optional[str] = None) -> nn.Module:
     """Switch a backbone, detector or segmentor to its deploy form, in place:
     every submodule with a ``switch_to_deploy`` method (every FasterNet,
     wherever it sits) folds its BNs, and every average-pooling
@@ -79,6 +83,9 @@ def switch_to_deploy(model: nn.Module,
             backbones are compiled: heads with NMS and data-dependent shapes
             gain little and recompile often. The first call at each input
             shape pays for the compilation.
+        layout (str, optional): The memory-format rule of every FasterNet's
+            deploy form, ``'cpu'`` or ``'cuda'``; None picks each one's by
+            the device of its weights (``FasterNet.switch_to_deploy``).
 
     Returns:
         nn.Module: ``model``, in eval mode.
@@ -88,7 +95,9 @@ def switch_to_deploy(model: nn.Module,
         raise TypeError(f'compile must be a bool or a dict of torch.compile '
                         f'arguments, got {compile!r}')
     for module in list(model.modules()):
-        if callable(getattr(module, 'switch_to_deploy', None)):
+        if isinstance(module, FasterNet):
+            module.switch_to_deploy(layout=layout)
+        elif callable(getattr(module, 'switch_to_deploy', None)):
             module.switch_to_deploy()
     _swap_roi_align(model)
     if compile is not False:

@@ -3,7 +3,7 @@ data or an unreachable checkpoint fails at once with a message that says
 what to do, instead of minutes later deep inside a library."""
 import json
 import os.path as osp
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Tuple
 
 from mmengine.config import Config
 
@@ -36,6 +36,7 @@ def check_config(cfg: Config, phase: str) -> None:
             check_dataset(cfg[loader].dataset, loader)
     if phase == 'train':
         check_backbone_checkpoint(cfg)
+        check_bf16_roi_layers(cfg)
     if cfg.get('load_from'):
         check_checkpoint_path(cfg.load_from,
                               '--resume' if cfg.get('resume') else 'load_from')
@@ -43,6 +44,37 @@ def check_config(cfg: Config, phase: str) -> None:
         latest = latest_checkpoint(cfg.work_dir)
         if latest:
             check_checkpoint_path(latest, '--resume')
+
+
+def _roi_layers(node, where: str) -> Iterable[Tuple[str, dict]]:
+    """Every ``roi_layer`` dict in a model config, with its key path."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f'{where}.{key}'
+            if key == 'roi_layer' and isinstance(value, dict):
+                yield path, value
+            else:
+                yield from _roi_layers(value, path)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _roi_layers(value, f'{where}[{i}]')
+
+
+def check_bf16_roi_layers(cfg: Config) -> None:
+    """mmcv's CUDA RoIAlign takes float and half maps only, and bf16
+    autocast hands it bf16 ones; GatherRoIAlign pools those in fp32."""
+    wrapper = cfg.get('optim_wrapper') or {}
+    if str(wrapper.get('type', '')).split('.')[-1] != 'AmpOptimWrapper' or \
+            str(wrapper.get('dtype', '')) not in ('bfloat16',
+                                                  'torch.bfloat16'):
+        return
+    for path, layer in _roi_layers(cfg.get('model', {}), 'model'):
+        if str(layer.get('type', '')).split('.')[-1] == 'RoIAlign':
+            raise PreflightError(
+                f"{path}.type='RoIAlign': mmcv's RoIAlign cannot read the "
+                f"bf16 maps of optim_wrapper.dtype='bfloat16'; set "
+                f"{path}.type='GatherRoIAlign' (equal outputs, pools bf16 "
+                f"in fp32) or use dtype='float16'")
 
 
 def latest_checkpoint(work_dir: str) -> Optional[str]:

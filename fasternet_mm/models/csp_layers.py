@@ -51,10 +51,8 @@ class DeployableMixin:
         for module in list(self.modules()):
             if isinstance(module, ConvModule):
                 fold_conv_module_norm(module)
-            elif isinstance(module, FasterNetBlock) and isinstance(
-                    module.norm, _BatchNorm):
-                module.expand = fuse_conv_bn(module.expand, module.norm)
-                module.norm = nn.Identity()
+            elif isinstance(module, FasterNetBlock):
+                module.switch_to_deploy()
         for module in self.modules():
             if isinstance(module, DeployableMixin):
                 module.deploy = True

@@ -149,6 +149,13 @@ class FasterNetBlock(nn.Module):
             return torch.addcmul(x, residual, mask.bernoulli_(keep).div_(keep))
         return x + residual
 
+    def switch_to_deploy(self) -> None:
+        """Fold the MLP's BatchNorm into the 1x1 conv before it.
+        Idempotent."""
+        if isinstance(self.norm, _BatchNorm):
+            self.expand = fuse_conv_bn(self.expand, self.norm)
+            self.norm = nn.Identity()
+
 
 class ConvDownsample(nn.Module):
     """A bias-free conv with kernel size equal to its stride, then a norm.
@@ -166,6 +173,12 @@ class ConvDownsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x))
+
+    def switch_to_deploy(self) -> None:
+        """Fold the BatchNorm into the conv. Idempotent."""
+        if isinstance(self.norm, _BatchNorm):
+            self.conv = fuse_conv_bn(self.conv, self.norm)
+            self.norm = nn.Identity()
 
 
 def _unchanged(x: torch.Tensor) -> torch.Tensor:
@@ -291,6 +304,7 @@ class FasterNet(BaseModule):
     # On a CPU, the deploy form runs maps this large or larger
     # channels-last; on CUDA it runs every map channels-last.
     channels_last_min_pixels = 32 * 32
+    layout_rules = ('cpu', 'cuda')
 
     def __init__(self,
                  arch: Union[str, Dict] = 's',
@@ -336,6 +350,7 @@ class FasterNet(BaseModule):
         self.with_cp = with_cp
         self.out_norm = out_norm
         self.deploy = False
+        self.layout = None  # the deploy form's layout rule
 
         embed_dim = arch['embed_dim']
         depths = arch['depths']
@@ -497,30 +512,36 @@ class FasterNet(BaseModule):
             return
         super().init_weights()
 
-    def switch_to_deploy(self) -> None:
+    def switch_to_deploy(self, layout: Optional[str] = None) -> None:
         """Fold every BatchNorm that follows a conv into that conv (patch
         embedding, merges, and the first 1x1 conv of each block) and put the
         model in eval mode. The output norms stay: their input also feeds
-        the next stage. On CUDA the conv weights also go channels-last, to
-        match the channels-last maps (a conv given NCHW weights and NHWC
-        maps copies its weights to NHWC at every call). Idempotent; load
-        weights and move the model to its device before calling it."""
+        the next stage. Idempotent; load weights and move the model to its
+        device before calling it.
+
+        Args:
+            layout (str, optional): The rule for the memory format of the
+                maps inside the backbone (see :meth:`_deploy_layout`):
+                ``'cpu'`` or ``'cuda'``. Under ``'cuda'`` the conv weights
+                also go channels-last, to match the maps (a conv given NCHW
+                weights and NHWC maps copies its weights at every call).
+                None picks the rule of the device the weights are on; a
+                CPU model under ``'cuda'`` runs the CUDA rule with the
+                CPU's kernels, which is how the tests check it. Either way
+                the outputs are NCHW-contiguous.
+        """
+        if layout is None:
+            layout = 'cuda' if self.patch_embed.conv.weight.is_cuda else 'cpu'
+        if layout not in self.layout_rules:
+            raise ValueError(f'layout must be one of {self.layout_rules} or '
+                             f'None (by device), got {layout!r}')
         if not self.deploy:
-            downsamples = [self.patch_embed] + [
-                stage.downsample
-                for stage in self.stages if stage.downsample is not None
-            ]
-            for layer in downsamples:
-                if isinstance(layer.norm, _BatchNorm):
-                    layer.conv = fuse_conv_bn(layer.conv, layer.norm)
-                    layer.norm = nn.Identity()
-            for stage in self.stages:
-                for block in stage.blocks:
-                    if isinstance(block.norm, _BatchNorm):
-                        block.expand = fuse_conv_bn(block.expand, block.norm)
-                        block.norm = nn.Identity()
+            for module in self.modules():
+                if isinstance(module, (ConvDownsample, FasterNetBlock)):
+                    module.switch_to_deploy()
             self.deploy = True
-        if self.patch_embed.conv.weight.is_cuda:
+        self.layout = layout
+        if layout == 'cuda':
             self.to(memory_format=torch.channels_last)
         self.eval()
 
@@ -558,20 +579,20 @@ class FasterNet(BaseModule):
                 f'{tuple(x.shape[2:])}')
 
     def _deploy_layout(self, x: torch.Tensor) -> torch.Tensor:
-        """The deploy form's memory format, chosen per device by what was
-        measured there (README, Speed):
+        """The memory format of a map inside the deploy form, by the rule
+        of ``self.layout``, chosen per device by what was measured there:
 
-        - CUDA: channels-last on every map. On an H200 at batch 256 the
+        - ``'cuda'``: channels-last on every map. On an H200 at batch 256 the
           CPU's per-size rule ran 1.5-1.8x slower than channels-last
           everywhere.
-        - CPU: channels-last for maps of at least
+        - ``'cpu'``: channels-last for maps of at least
           ``channels_last_min_pixels`` pixels, NCHW for smaller ones. On a
           2-core Zen 4, channels-last makes FasterNet-S 1.2x faster at
           800x1216, but its 1x1 convs on 7x7 maps run 2x slower than in
           NCHW, which made the whole model 0.89x timm at 224x224;
           switching per map size gives 1.05x there.
         """
-        big = x.is_cuda or \
+        big = self.layout == 'cuda' or \
             x.shape[2] * x.shape[3] >= self.channels_last_min_pixels
         return x.contiguous(memory_format=torch.
                             channels_last if big else torch.contiguous_format)
@@ -584,6 +605,8 @@ class FasterNet(BaseModule):
         for i, stage in enumerate(self.stages):
             x = stage(x, layout)
             if i in self.out_indices:
-                outs.append(
-                    getattr(self, f'norm{i}')(x) if self.out_norm else x)
+                out = getattr(self, f'norm{i}')(x) if self.out_norm else x
+                # Necks and heads may hold ops (mmcv's RoIAlign among them)
+                # that read raw memory as NCHW whatever the strides say.
+                outs.append(out.contiguous() if self.deploy else out)
         return tuple(outs)

@@ -151,12 +151,28 @@ class GatherRoIAlign(nn.Module):
                 for i, (h, w) in enumerate(keys.tolist())]
 
     def forward(self, features: Tensor, rois: Tensor) -> Tensor:
-        if features.device.type != 'cpu':  # mmcv's kernel is fast there
-            from mmcv.ops import roi_align
-            return roi_align(features, rois, self.output_size,
-                             self.spatial_scale, self.sampling_ratio,
-                             self.pool_mode, self.aligned)
+        if self._uses_mmcv_kernel(features):
+            return self._mmcv_kernel(features, rois)
         return self.gather(features, rois)
+
+    @staticmethod
+    def _uses_mmcv_kernel(features: Tensor) -> bool:
+        """mmcv's kernel is fast off the CPU; the gather wins on it."""
+        return features.device.type != 'cpu'
+
+    def _mmcv_kernel(self, features: Tensor, rois: Tensor) -> Tensor:
+        """mmcv's ``roi_align``, given what its kernels can read: they
+        index raw memory as NCHW whatever the strides say, and take only
+        float and half. bf16 maps (``AmpOptimWrapper(dtype='bfloat16')``)
+        are pooled in fp32 and handed back in bf16."""
+        from mmcv.ops import roi_align
+        dtype = features.dtype
+        if dtype not in (torch.float32, torch.float16):
+            features = features.float()
+        pooled = roi_align(features.contiguous(), rois.to(features.dtype),
+                           self.output_size, self.spatial_scale,
+                           self.sampling_ratio, self.pool_mode, self.aligned)
+        return pooled.to(dtype)
 
     def gather(self, features: Tensor, rois: Tensor) -> Tensor:
         """The weighted-gather form on any device (``forward`` uses it on

@@ -1,0 +1,155 @@
+"""The deploy form under each device's layout rule equals the training
+form, in the detectors and segmentors users put FasterNet into.
+
+The CUDA rule (every map channels-last) runs here on a CPU model: the
+backbone's layout is chosen by rule, not by device, and GatherRoIAlign is
+made to call mmcv's kernel as it does on CUDA. mmcv's CPU and CUDA RoIAlign
+kernels both read raw memory as NCHW, so a channels-last map handed to
+either gives wrong features; these tests see that.
+"""
+import pytest
+import torch
+from helpers import REPO, build, randomize_norms
+from mmengine.config import Config
+from mmengine.structures import InstanceData
+from test_swap import MMSEG_SWAPS, swapped
+
+from fasternet_mm import GatherRoIAlign, switch_to_deploy
+from fasternet_mm.complexity import dummy_sample, relative_error
+
+# Stride 4 gives a 40x56 map: channels-last under the CPU rule too.
+SIZE = (160, 224)
+TOLERANCE = 1e-4
+
+MMDET = {
+    'mask_rcnn': 'configs/mask_rcnn_fasternet_t0.py',
+    'cascade_mask_rcnn':
+    'configs/cascade_mask_rcnn_fasternet_s_fpn_ms_3x_coco.py',
+    'retinanet': 'configs/retinanet_fasternet_s_fpn_1x_coco.py',
+    'rtmdet': 'configs/rtmdet_tiny_fasternet_t0_pafpn_coco.py',
+    'pconv_fpn': 'configs/mask_rcnn_fasternet_t0_pconv_fpn.py',
+    # Max pooling: switch_to_deploy leaves mmcv's RoIAlign in place.
+    'mask_rcnn_max_pool_roi': 'configs/mask_rcnn_fasternet_t0.py',
+}
+MMSEG = {
+    'upernet': 'configs/upernet_fasternet_s_ade20k.py',
+    'semantic_fpn': 'configs/fpn_fasternet_s_ade20k.py',
+    'pspnet': 'mmseg::pspnet/pspnet_r50-d8_4xb4-160k_ade20k-512x512.py',
+    'deeplabv3plus': 'mmseg::deeplabv3plus/'
+    'deeplabv3plus_r50-d8_4xb4-160k_ade20k-512x512.py',
+}
+
+
+def load_config(name):
+    if name in MMSEG and MMSEG[name].startswith('mmseg::'):
+        upstream = MMSEG[name]
+        return swapped(upstream, MMSEG_SWAPS[upstream], pretrained_none=True)
+    cfg = Config.fromfile(REPO / {**MMDET, **MMSEG}[name])
+    if name == 'mask_rcnn_max_pool_roi':
+        for extractor in ('bbox_roi_extractor', 'mask_roi_extractor'):
+            cfg.model.roi_head[extractor].roi_layer = dict(
+                type='RoIAlign', output_size=7 if 'bbox' in extractor else 14,
+                sampling_ratio=2, pool_mode='max', aligned=True)
+    return cfg
+
+
+def proposals(count=24, seed=0):
+    """Boxes from 12 to 150 pixels: RoIs on the first three FPN levels."""
+    generator = torch.Generator().manual_seed(seed)
+    height, width = SIZE
+    size = 12 + 138 * torch.rand(count, 2, generator=generator)
+    corner = torch.rand(count, 2, generator=generator) * (
+        torch.tensor([width, height]) - size)
+    return InstanceData(
+        bboxes=torch.cat([corner, corner + size], 1),
+        scores=torch.rand(count, generator=generator))
+
+
+def outputs(model, scope, image):
+    """Every tensor the model computes from ``image`` in tensor mode; a
+    two-stage detector runs its RoI heads on fixed proposals, so that the
+    RPN's ranking of near-equal random scores cannot change the RoIs."""
+    sample = dummy_sample(scope, *SIZE)
+    with torch.no_grad():
+        if not hasattr(model, 'roi_head'):
+            return flatten(model._forward(image, [sample]))
+        features = model.extract_feat(image)
+        return flatten((model.rpn_head(features),
+                        model.roi_head.forward(features, [proposals()],
+                                               [sample])))
+
+
+def flatten(nested):
+    if isinstance(nested, torch.Tensor):
+        return [nested]
+    return [t for item in nested for t in flatten(item)]
+
+
+@pytest.fixture
+def mmcv_kernel_on_cpu(monkeypatch):
+    """GatherRoIAlign calls mmcv's kernel on the CPU, as it does on CUDA."""
+    monkeypatch.setattr(GatherRoIAlign, '_uses_mmcv_kernel',
+                        staticmethod(lambda features: True))
+
+
+@pytest.mark.parametrize('layout', ['cpu', 'cuda'])
+@pytest.mark.parametrize('name', list(MMDET) + list(MMSEG))
+def test_deployed_equals_training_form(name, layout, request):
+    if layout == 'cuda':
+        request.getfixturevalue('mmcv_kernel_on_cpu')
+    scope = 'mmseg' if name in MMSEG else 'mmdet'
+    torch.manual_seed(0)
+    model = randomize_norms(build(load_config(name)))
+    image = torch.rand(1, 3, *SIZE)
+    expected = outputs(model, scope, image)
+    switch_to_deploy(model, layout=layout)
+    assert model.backbone.deploy and model.backbone.layout == layout
+    deployed = outputs(model, scope, image)
+    assert len(deployed) == len(expected)
+    error = relative_error(deployed, expected)
+    assert error <= TOLERANCE, (name, layout, error)
+
+
+def test_deploy_outputs_are_nchw_under_both_rules():
+    from fasternet_mm.models import FasterNet
+    for layout in ('cpu', 'cuda'):
+        model = FasterNet(arch='t0').eval()
+        model.switch_to_deploy(layout=layout)
+        for out in model(torch.rand(1, 3, *SIZE)):
+            assert out.is_contiguous(), (layout, out.stride())
+
+
+def test_cuda_rule_runs_every_stage_channels_last():
+    from helpers import record_stage_formats
+
+    from fasternet_mm.models import FasterNet
+    model = FasterNet(arch='t0').eval()
+    model.switch_to_deploy(layout='cuda')
+    formats = record_stage_formats(model)
+    model(torch.rand(1, 3, 64, 96))  # 16x24 at stride 4: NCHW by CPU rule
+    assert formats == [True] * 4
+    assert model.patch_embed.conv.weight.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def test_unknown_layout_rule_is_named():
+    from fasternet_mm.models import FasterNet
+    with pytest.raises(ValueError, match="'tpu'"):
+        FasterNet(arch='t0').switch_to_deploy(layout='tpu')
+
+
+def test_mmcv_kernel_path_takes_bf16_channels_last_maps(mmcv_kernel_on_cpu):
+    """On CUDA, GatherRoIAlign hands mmcv's kernel NCHW maps; bf16 maps,
+    which the kernel cannot read, are pooled in fp32 and come back in
+    bf16."""
+    torch.manual_seed(0)
+    layer = GatherRoIAlign(7, 0.25, 2, aligned=True)
+    features = torch.randn(2, 16, 40, 56)
+    rois = torch.tensor([[0., 10., 12., 90., 100.], [1., 30., 5., 200., 150.]])
+    reference = layer.gather(features, rois)
+    pooled = layer(
+        features.bfloat16().contiguous(memory_format=torch.channels_last),
+        rois)
+    assert pooled.dtype == torch.bfloat16
+    torch.testing.assert_close(
+        pooled.float(), reference, atol=2e-2, rtol=2e-2)
