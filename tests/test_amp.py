@@ -4,12 +4,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from helpers import load_tool
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 
+from fasternet_mm.hooks import Bf16TrainingHook
 from fasternet_mm.preflight import PreflightError
 from fasternet_mm.shapes import generate
 
@@ -82,3 +85,30 @@ def test_amp_where_the_device_cannot_is_one_line(monkeypatch, capsys, device,
     err = capsys.readouterr().err
     assert info.value.code == 1 and pattern in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_bf16_training_hook_validates_in_fp32():
+    """Training runs under bf16 autocast; validation inside it in fp32,
+    with no precision hook left; training then goes back to bf16."""
+    model = torch.nn.ModuleDict(
+        dict(backbone=torch.nn.Sequential(torch.nn.Linear(4, 4))))
+    dtypes = []
+    model.backbone[0].register_forward_hook(
+        lambda module, args, output: dtypes.append(output.dtype))
+    runner = SimpleNamespace(
+        model=model, logger=MMLogger.get_current_instance())
+    hook = Bf16TrainingHook()
+    x = torch.rand(2, 4)
+    hook.before_train(runner)
+    model.backbone(x)
+    hook.before_val(runner)
+    assert not any(m._forward_pre_hooks for m in model.modules())
+    assert [len(m._forward_hooks) for m in model.backbone.modules()] == [0, 1]
+    model.backbone(x)
+    hook.after_val(runner)
+    model.backbone(x)
+    hook.after_train(runner)
+    model.backbone(x)
+    assert dtypes == [
+        torch.bfloat16, torch.float32, torch.bfloat16, torch.float32
+    ]

@@ -114,6 +114,19 @@ def test_byte_flips_are_refused_naming_the_record(good, tmp_path, record):
         assert silently_wrong == 25  # what the CRC check protects against
 
 
+def test_a_flip_in_the_last_record_is_refused_naming_it(good, tmp_path):
+    """Every record is checked, the last one (torch's
+    ``.data/serialization_id``) included."""
+    name, start, size = records(good)[-1]
+    assert size
+    data = bytearray(good.read_bytes())
+    data[start + size - 1] ^= 0x01
+    path = tmp_path / 'last_record.pth'
+    path.write_bytes(bytes(data))
+    assert_refused(
+        path, match=f"record '{name.split('/', 1)[1]}' fails its CRC-32")
+
+
 def test_undamaged_and_legacy_checkpoints_still_load(good, tmp_path):
     loaded = read_checkpoint(good)
     assert loaded['meta']['epoch'] == 1

@@ -4,8 +4,13 @@ import torch
 from helpers import build, forward_once
 from mmcv.ops import RoIAlign
 from mmengine.config import Config
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-from fasternet_mm import GatherRoIAlign, switch_to_deploy, use_bf16, use_fp32
+from fasternet_mm import (FasterNet, GatherRoIAlign, switch_to_deploy,
+                          use_bf16, use_fp32)
+from fasternet_mm.complexity import relative_error
+from fasternet_mm.deploy import fuse_conv_bn
 from fasternet_mm.precision import bf16_parts, predictor_layers
 
 MASK_RCNN = 'configs/mask_rcnn_fasternet_t0.py'
@@ -45,10 +50,114 @@ def test_switch_to_deploy_swaps_mmcv_roi_align_for_equal_gather():
         extractor(feats, rois), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_switch_to_deploy_keeps_every_roi_align_setting():
+    """aligned=False (mmcv's legacy rule), a scale and a fixed sampling
+    ratio all carry over to the GatherRoIAlign."""
+    model = nn.ModuleDict(dict(roi=RoIAlign(7, 0.25, 2, aligned=False)))
+    generator = torch.Generator().manual_seed(0)
+    feats = torch.randn(2, 8, 24, 32, generator=generator)
+    corner = torch.rand(40, 2, generator=generator) * 100
+    size = torch.rand(40, 2, generator=generator) * 60 + 1
+    rois = torch.cat([
+        torch.randint(0, 2, (40, 1), generator=generator).float(), corner,
+        corner + size
+    ], 1)
+    expected = model['roi'](feats, rois)
+    switch_to_deploy(model)
+    swapped = model['roi']
+    assert isinstance(swapped, GatherRoIAlign)
+    # Measured: at most 6e-6 apart on values up to 2.6; without
+    # aligned=False the samples shift by half a pixel, and outputs by ~0.1.
+    torch.testing.assert_close(
+        swapped(feats, rois), expected, rtol=1e-4, atol=1e-4)
+    assert (swapped.output_size, swapped.spatial_scale,
+            swapped.sampling_ratio, swapped.aligned) == ((7, 7), 0.25, 2,
+                                                         False)
+
+
 def test_max_pooling_roi_align_is_left_alone():
     model = torch.nn.Sequential(RoIAlign(7, 1.0, pool_mode='max'))
     switch_to_deploy(model)
     assert type(model[0]) is RoIAlign
+
+
+def norms_with_variances(model, low, high, seed=0):
+    """Seeded BN statistics with running variances log-uniform in
+    [low, high] and weights scaled by their standard deviation, so that the
+    outputs stay of order one; with variances near BN's eps (1e-5), a fold
+    that forgets eps is off by 0.5-5%."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                n = module.num_features
+                var = low * (high / low)**torch.rand(n, generator=generator)
+                module.running_var.copy_(var)
+                module.running_mean.copy_(torch.randn(n, generator=generator))
+                module.weight.copy_(
+                    torch.randn(n, generator=generator) * var.sqrt())
+                module.bias.copy_(torch.randn(n, generator=generator))
+    return model.eval()
+
+
+@pytest.mark.parametrize('variances', [(0.5, 1.5), (1e-4, 1e-3)])
+@pytest.mark.parametrize('bias', [False, True])
+def test_fuse_conv_bn_equals_conv_then_bn(bias, variances):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 12, 3, stride=2, padding=1, bias=bias)
+    if bias:  # larger than its default init, so that its scaling shows
+        nn.init.normal_(conv.bias)
+    bn = norms_with_variances(nn.BatchNorm2d(12), *variances)
+    x = torch.randn(2, 8, 13, 17)
+    with torch.no_grad():
+        expected = bn(conv(x))
+        fused = fuse_conv_bn(conv, bn)(x)
+    # float32 rounding only (measured: below 1e-6, over seeds and CPU
+    # kernels).
+    error = relative_error([fused], [expected])
+    assert error <= 1e-5, error
+
+
+def test_fasternet_deploy_form_with_variances_near_eps():
+    model = FasterNet(
+        arch=dict(
+            embed_dim=16,
+            depths=(1, 1, 2, 1),
+            mlp_ratio=2,
+            n_div=4,
+            act_cfg=dict(type='GELU'),
+            drop_path_rate=0.0))
+    model = norms_with_variances(model, 1e-4, 1e-3)
+    x = torch.rand(1, 3, 97, 131)
+    with torch.no_grad():
+        expected = model(x)
+        model.switch_to_deploy()
+        deployed = model(x)
+    # float32 rounding only (measured: at most 1.2e-6, over seeds and CPU
+    # kernels).
+    error = relative_error(deployed, expected)
+    assert error <= 1e-4, error
+
+
+def test_use_bf16_again_replaces_the_earlier_parts():
+    model = nn.ModuleDict(
+        dict(
+            backbone=nn.Sequential(nn.Linear(4, 4)),
+            neck=nn.Sequential(nn.Linear(4, 4))))
+    dtypes = {}
+    for name in ('backbone', 'neck'):
+        model[name][0].register_forward_hook(
+            lambda module, args, output, name=name: dtypes.__setitem__(
+                name, output.dtype))
+    x = torch.rand(2, 4)
+    use_bf16(model, ['backbone', 'neck'])
+    model['neck'](model['backbone'](x))
+    assert dtypes == dict(backbone=torch.bfloat16, neck=torch.bfloat16)
+    use_bf16(model, ['backbone'])
+    model['neck'](model['backbone'](x))
+    assert dtypes == dict(backbone=torch.bfloat16, neck=torch.float32)
+    assert not model['neck']._forward_pre_hooks
+    assert len(model['backbone']._forward_pre_hooks) == 1
 
 
 def test_bf16_parts_of_detectors_and_segmentors():

@@ -153,6 +153,18 @@ def test_norm_eval_keeps_batchnorm_statistics():
     assert model.stages[0].training
 
 
+def test_norm_eval_covers_sync_batchnorm():
+    model = FasterNet(
+        arch=TINY_ARCH, norm_cfg=dict(type='SyncBN'), norm_eval=True).train()
+    sync_bns = [
+        m for m in model.modules() if isinstance(m, torch.nn.SyncBatchNorm)
+    ]
+    # Patch embedding, 3 merges, 5 blocks, 4 output norms.
+    assert len(sync_bns) == 13
+    assert all(not m.training for m in sync_bns)
+    assert model.stages[0].training
+
+
 @pytest.mark.parametrize('norm_cfg', [
     dict(type='SyncBN', requires_grad=True),
     dict(type='GN', num_groups=4, requires_grad=True),

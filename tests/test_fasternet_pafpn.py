@@ -3,14 +3,17 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import randomize_norms
 from torch import nn
 
 import fasternet_mm
+from fasternet_mm.complexity import relative_error
 from fasternet_mm.models import (FasterNetBlock, FasterNetCSPLayer,
                                  FasterNetPAFPN, PartialConvPointwise)
 
 WIDTHS = [24, 48, 96]
+N_DIV = 4
 
 
 def feats(batch=1, size=(64, 96)):
@@ -87,3 +90,91 @@ def test_pafpn_trains_and_deploys_to_the_same_outputs():
     with torch.no_grad():
         again = deployed(inputs)
     torch.testing.assert_close(again[0], outputs[0])
+
+
+# A functional reference written from the design, reading only the
+# modules' weights and norm statistics: every conv is followed by an
+# eval-mode BN and SiLU (the defaults), PConv convolves the first
+# channels // 4 channels with a 3x3 kernel.
+def ref_conv(module, x, stride=1, padding=0):
+    """ConvModule: conv, BN, SiLU. A PConv's 3x3 conv comes first."""
+    conv = module.conv
+    if isinstance(conv, PartialConvPointwise):
+        x = ref_partial_conv(conv.partial_conv.conv.weight, x)
+        conv = conv.pointwise
+    x = F.conv2d(x, conv.weight, conv.bias, stride, padding)
+    return F.silu(ref_bn(module.norm, x))
+
+
+def ref_bn(bn, x):
+    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight,
+                        bn.bias, False, 0.0, bn.eps)
+
+
+def ref_partial_conv(weight, x):
+    part = x.shape[1] // N_DIV
+    return torch.cat(
+        (F.conv2d(x[:, :part], weight, padding=1), x[:, part:]), 1)
+
+
+def ref_block(block, x):
+    hidden = F.conv2d(ref_partial_conv(block.partial_conv.conv.weight, x),
+                      block.expand.weight)
+    hidden = F.silu(ref_bn(block.norm, hidden))
+    return x + F.conv2d(hidden, block.project.weight)
+
+
+def ref_csp_layer(layer, x):
+    """Two 1x1 convs split the input; the main path runs the blocks; the
+    final 1x1 conv fuses (main, short)."""
+    main = ref_conv(layer.main_conv, x)
+    for block in layer.blocks:
+        main = ref_block(block, main)
+    short = ref_conv(layer.short_conv, x)
+    return ref_conv(layer.final_conv, torch.cat((main, short), 1))
+
+
+def ref_pafpn(neck, inputs):
+    """Top-down from the coarsest level (reduce, upsample, concatenate with
+    the finer input, CSP), then bottom-up from the finest top-down result
+    (downsample, concatenate with the reduced map of that level, CSP), then
+    one output conv per level."""
+    levels = len(inputs)
+    coarse, reduced = inputs[-1], []
+    for i in range(levels - 1):
+        coarse = ref_conv(neck.reduce_layers[i], coarse)
+        reduced.insert(0, coarse)
+        upsampled = F.interpolate(coarse, scale_factor=2, mode='nearest')
+        coarse = ref_csp_layer(neck.top_down_blocks[i],
+                               torch.cat((upsampled, inputs[-2 - i]), 1))
+    outs = [coarse]
+    for i in range(levels - 1):
+        down = ref_conv(neck.downsamples[i], outs[-1], stride=2, padding=1)
+        outs.append(
+            ref_csp_layer(neck.bottom_up_blocks[i],
+                          torch.cat((down, reduced[i]), 1)))
+    # The output convs are PConvs then 1x1 convs.
+    return [ref_conv(conv, out) for conv, out in zip(neck.out_convs, outs)]
+
+
+def test_csp_layer_equals_its_design():
+    torch.manual_seed(0)
+    layer = randomize_norms(FasterNetCSPLayer(16, 24, num_blocks=2))
+    x = torch.randn(2, 16, 13, 17)
+    with torch.no_grad():
+        error = relative_error([layer(x)], [ref_csp_layer(layer, x)])
+    # Same operations in the same order (measured: 0).
+    assert error <= 1e-5, error
+
+
+def test_pafpn_equals_its_design():
+    torch.manual_seed(0)
+    neck = randomize_norms(FasterNetPAFPN(WIDTHS, 32))
+    inputs = [x * 2 - 1 for x in feats(size=(32, 48))]
+    with torch.no_grad():
+        outputs = neck(inputs)
+        reference = ref_pafpn(neck, inputs)
+    assert [o.shape for o in outputs] == [r.shape for r in reference]
+    error = relative_error(outputs, reference)
+    # Same operations in the same order (measured: 0).
+    assert error <= 1e-5, error

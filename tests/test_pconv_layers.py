@@ -90,6 +90,25 @@ def test_conv_layer_equals_pconv_then_pointwise():
     assert (layer(changed) - layer(x)).abs().sum(1)[0, 49, 61] > 0
 
 
+def test_conv_layer_takes_its_n_div():
+    """n_div=2 on 16 channels: the 3x3 conv sees channels 0-7, and channels
+    8-15 pass to the pointwise conv untouched."""
+    layer = build_conv_layer(
+        dict(type='PConv', n_div=2), 16, 24, 3, padding=1)
+    x = torch.randn(1, 16, 9, 11)
+    changed = x.clone()
+    changed[:, 5, 4, 5] += 10
+    with torch.no_grad():
+        out, out_changed = layer.partial_conv(x), layer.partial_conv(changed)
+    # A change in channel 5 reaches every convolved channel and no
+    # untouched one.
+    reached = (out_changed - out)[0].flatten(1).abs().amax(1) > 0
+    assert reached.tolist() == [True] * 8 + [False] * 8
+    torch.testing.assert_close(out[:, 8:], x[:, 8:], rtol=0, atol=0)
+    conv = layer.partial_conv.conv
+    assert (conv.in_channels, conv.out_channels) == (8, 8)
+
+
 def test_conv_layer_in_conv_module():
     module = ConvModule(
         16, 40, 3, padding=1, conv_cfg=PCONV, norm_cfg=dict(type='BN'))

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from mmcv.ops import RoIAlign
+from mmcv.ops import RoIAlign, roi_align
 
 from fasternet_mm.ops import GatherRoIAlign
 
@@ -47,6 +47,19 @@ def test_matches_mmcv_roi_align_and_its_gradient(output_size, sampling_ratio,
     torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
     # Gradients sum many taps: only the summation order differs.
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-4)
+
+
+def test_a_sample_on_the_far_border_is_clamped_not_dropped():
+    """mmcv zeroes a sample only beyond ``coord > size``: one exactly at
+    ``size`` reads the last pixel. RoI (0, 0)-(16, 16) on an 8x8 map, one
+    bin, one sample: it lies at x = y = 8."""
+    features = torch.randn(
+        2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    rois = torch.tensor([[1, 0., 0., 16., 16.]])
+    op = GatherRoIAlign(1, 1.0, 1, aligned=False)
+    expected = roi_align(features, rois, 1, 1.0, 1, 'avg', False)
+    torch.testing.assert_close(expected[0, :, 0, 0], features[1, :, 7, 7])
+    torch.testing.assert_close(op.gather(features, rois), expected)
 
 
 def test_no_rois():
