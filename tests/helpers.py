@@ -30,9 +30,12 @@ def build(cfg):
 
 
 def forward_once(model, scope, size=SMALL):
+    """Predict on one random image, made on the device of ``model``."""
+    device = next(model.parameters()).device
     sample = dummy_sample(scope, *size)
     with torch.no_grad():
-        return model(torch.rand(1, 3, *size), [sample], mode='predict')
+        return model(
+            torch.rand(1, 3, *size, device=device), [sample], mode='predict')
 
 
 class Exploit:
