@@ -24,10 +24,10 @@ on the same machine (the first leaves mmcv installed for the second):
     python3 tools/gpu_check.py --only setup,bench --budget 570
     python3 tools/gpu_check.py --only tests --budget 570
 
-On a fresh machine the second run is ``--only setup,tests``: with
-``FASTERNET_MM_WHEEL_CACHE=work_dirs/wheels`` the first run kept the mmcv
-wheel it built in the checkout, and the set-up installs it without
-rebuilding.
+On a fresh machine the second run is ``--only setup,tests``; where the
+first ran with ``FASTERNET_MM_WHEEL_CACHE=work_dirs/wheels``, the mmcv wheel
+it built (stripped, a few MB) is in the checkout, and with that directory
+brought along the set-up installs it without rebuilding.
 
 A run keeps the steps that its ``--only`` leaves out from the
 ``gpu_check.json`` an earlier run left in ``--out`` for the same Python
