@@ -26,7 +26,7 @@ on the same machine (the first leaves mmcv installed for the second):
 
 On a fresh machine the second run is ``--only setup,tests``; where the
 first ran with ``FASTERNET_MM_WHEEL_CACHE=work_dirs/wheels``, the mmcv wheel
-it built (stripped, a few MB) is in the checkout, and with that directory
+it built (stripped of debug info) is in the checkout, and with that directory
 brought along the set-up installs it without rebuilding.
 
 A run keeps the steps that its ``--only`` leaves out from the
