@@ -40,10 +40,16 @@ bench: setup
 	$(PY) tools/benchmark.py --arch $(or $(ARCH),s) --out work_dirs/benchmark
 
 # On a GPU machine whose Python has torch with CUDA: set-up into that Python
-# (mmcv built for the local GPU unless cached), the GPU tests and the GPU
-# benchmark, within 8 minutes; one JSON in work_dirs/gpu_check/.  Offline:
+# (mmcv built for the local GPU unless cached; at most 8 min), the GPU
+# benchmark (2.5 min) and then the GPU tests (4 min), each under its own
+# limit; one JSON in work_dirs/gpu_check/.  Offline:
 # FASTERNET_MM_WHEELHOUSE=DIR (tools/device_wheels.sh DIR).  Example:
-#   make gpu-check PY=python3 [GPU_CHECK_ARGS="--budget 540 --test-limit 240"]
+#   make gpu-check PY=python3
+# Where one command may run at most 10 minutes, two runs on the same
+# machine; the second adds its steps to the first's JSON:
+#   make gpu-check PY=python3 GPU_CHECK_ARGS="--only setup,bench --budget 570"
+#   make gpu-check PY=python3 GPU_CHECK_ARGS="--only tests --budget 570"
+# (python3 tools/gpu_check.py --help tells the limits.)
 gpu-check:
 	@command -v $(PY) >/dev/null || { echo "gpu-check: no Python '$(PY)'; name one with torch and CUDA: make gpu-check PY=python3" >&2; exit 1; }
 	@$(PY) tools/gpu_check.py $(GPU_CHECK_ARGS)

@@ -3,6 +3,10 @@
 Repetitions are interleaved (a, b, c, a, b, c, ...) so that a noisy machine
 slows every model alike, and medians are reported. See tools/benchmark.py.
 """
+import json
+import os
+import os.path as osp
+import tempfile
 import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -12,6 +16,23 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .checkpoint import convert_state_dict
 from .models import FasterNet
+
+
+def dump_report(report: dict, path: str) -> None:
+    """Write ``report`` as JSON to ``path`` whole or not at all: into a
+    temporary file beside it, then renamed over it, so that a run killed
+    mid-write leaves the previous version, not half a file."""
+    handle, partial = tempfile.mkstemp(
+        dir=osp.dirname(osp.abspath(path)),
+        prefix=osp.basename(path) + '.',
+        suffix='.partial')
+    try:
+        with os.fdopen(handle, 'w') as f:
+            json.dump(report, f, indent=2)
+        os.replace(partial, path)
+    except BaseException:
+        os.remove(partial)
+        raise
 
 
 def interleaved_medians(cases: Dict[str, Callable[[], object]],

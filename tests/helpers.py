@@ -1,5 +1,6 @@
 """Helpers shared by the tests."""
 import importlib.util
+import json
 from pathlib import Path
 
 import torch
@@ -11,6 +12,13 @@ from fasternet_mm.complexity import dummy_sample
 
 SMALL = (96, 128)
 REPO = Path(__file__).resolve().parents[1]
+
+
+def last_metrics(work_dir):
+    """The metrics a test run logged to its JSON scalars file."""
+    logs = sorted(Path(work_dir).glob('*/*.json'))
+    assert logs, f'no metrics log under {work_dir}'
+    return json.loads(logs[-1].read_text().splitlines()[-1])
 
 
 def load_tool(name):
@@ -30,9 +38,12 @@ def build(cfg):
 
 
 def forward_once(model, scope, size=SMALL):
+    """Predict on one random image, made on the device of ``model``."""
+    device = next(model.parameters()).device
     sample = dummy_sample(scope, *size)
     with torch.no_grad():
-        return model(torch.rand(1, 3, *size), [sample], mode='predict')
+        return model(
+            torch.rand(1, 3, *size, device=device), [sample], mode='predict')
 
 
 class Exploit:

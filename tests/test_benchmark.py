@@ -1,5 +1,8 @@
+import json
+
 import pytest
 import torch
+from helpers import load_tool
 
 from fasternet_mm import use_bf16
 from fasternet_mm.benchmark import interleaved_medians, timm_peer
@@ -75,3 +78,46 @@ def test_gpu_section_runs_on_any_device():
     benchmark.gpu_train_section(
         args, report, device='cpu', batch=2, shape=(64, 64))
     assert set(report['gpu_train_step']['ms']) == {'ours', 'timm'}
+
+
+def test_dump_report_replaces_the_file_whole_or_not_at_all(tmp_path):
+    from fasternet_mm.benchmark import dump_report
+    path = tmp_path / 'benchmark.json'
+    dump_report(dict(gpu=1), str(path))
+    # Fails half-way, after json.dump has written the first key.
+    with pytest.raises(TypeError):
+        dump_report(dict(gpu=2, plot=object()), str(path))
+    assert json.loads(path.read_text()) == dict(gpu=1)
+    assert [p.name for p in tmp_path.iterdir()] == ['benchmark.json']
+
+
+def test_each_section_is_on_disk_before_the_next_one_runs(
+        monkeypatch, tmp_path):
+    benchmark = load_tool('benchmark')
+    path = tmp_path / 'benchmark_gpu.json'
+    on_disk = []
+
+    def section(name):
+
+        def run(args, report, **kwargs):
+            on_disk.append(json.loads(path.read_text())['finished']
+                           if path.exists() else None)
+            report[name] = 1
+
+        return run
+
+    def killed(args, report):
+        raise KeyboardInterrupt  # as a time limit would stop it
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(benchmark, 'gpu_section', section('gpu'))
+    monkeypatch.setattr(benchmark, 'gpu_train_section',
+                        section('gpu_train_step'))
+    monkeypatch.setattr(benchmark, 'gpu_detector_section', killed)
+    with pytest.raises(KeyboardInterrupt):
+        benchmark.main(['--gpu-only', '--out', str(tmp_path)])
+    assert on_disk == [None, ['gpu']]
+    report = json.loads(path.read_text())
+    assert report['finished'] == ['gpu', 'gpu_train_step']
+    assert report['gpu'] == report['gpu_train_step'] == 1
+    assert not report['complete']

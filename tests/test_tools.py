@@ -1,5 +1,4 @@
 """The command-line tools, end to end, on tiny generated data."""
-import json
 import os
 import subprocess
 import sys
@@ -8,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import load_tool
+from helpers import last_metrics, load_tool
 from PIL import Image
 
 from fasternet_mm.preflight import MissingFileError
@@ -34,13 +33,6 @@ def shapes(tmp_path_factory):
     root = tmp_path_factory.mktemp('shapes')
     generate(str(root), num_train=8, num_val=4, size=128, seed=1)
     return root
-
-
-def last_metrics(work_dir):
-    """The metrics a test run logged to its JSON scalars file."""
-    logs = sorted(Path(work_dir).glob('*/*.json'))
-    assert logs, f'no metrics log under {work_dir}'
-    return json.loads(logs[-1].read_text().splitlines()[-1])
 
 
 def test_det_demo_trains_reloads_and_evaluates(shapes, tmp_path):

@@ -15,7 +15,6 @@ plots.
 """
 import argparse
 import copy
-import json
 import os
 import os.path as osp
 
@@ -23,7 +22,7 @@ import torch
 from mmengine.registry import MODELS, init_default_scope
 
 from fasternet_mm import switch_to_deploy, use_bf16, use_fp32
-from fasternet_mm.benchmark import (autocast_run, gemm_gflops,
+from fasternet_mm.benchmark import (autocast_run, dump_report, gemm_gflops,
                                     interleaved_medians,
                                     saved_activation_bytes, timm_features,
                                     timm_peer)
@@ -596,6 +595,49 @@ def plot(report, path):
     fig.savefig(path, dpi=100)
 
 
+def gemm_section(args, report):
+    gemm = gemm_gflops(torch.float32)
+    gemm_bf16 = gemm_gflops(torch.bfloat16)
+    report.update(
+        threads=torch.get_num_threads(),
+        gemm_gflops_per_s=dict(fp32=gemm, bf16=gemm_bf16))
+    print(f'FasterNet-{args.arch.upper()}, {torch.get_num_threads()} '
+          f'threads; GEMM: fp32 {gemm:.0f} GFLOP/s, bf16 {gemm_bf16:.0f} '
+          f'GFLOP/s')
+
+
+def sections(args, shapes):
+    """The parts of a run in order, as ``(name, run(report))``: the GPU ones
+    where CUDA is available, then (unless ``--gpu-only``) the CPU ones."""
+    parts = []
+    if torch.cuda.is_available():
+        parts.append(('gpu', lambda report: gpu_section(args, report)))
+        if not args.skip_train:
+            parts.append(('gpu_train_step',
+                          lambda report: gpu_train_section(args, report)))
+        if not args.skip_detector:
+            parts.append(('gpu_mask_rcnn',
+                          lambda report: gpu_detector_section(args, report)))
+    if args.gpu_only:
+        return parts
+    parts.append(('gemm', lambda report: gemm_section(args, report)))
+    for shape in shapes:
+        parts.append((f'backbone {shape[0]}x{shape[1]}',
+                      lambda report, shape=shape: backbone_section(
+                          args, shape, report['gemm_gflops_per_s']['fp32'],
+                          report)))
+    if not args.skip_train:
+        parts.append(('train_step',
+                      lambda report: train_section(args, shapes[-1], report)))
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            parts.append(('amp_train_step',
+                          lambda report: amp_train_section(args, report)))
+    if not args.skip_detector:
+        parts.append(('mask_rcnn_predict',
+                      lambda report: detector_section(args, report)))
+    return parts
+
+
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
@@ -606,46 +648,30 @@ def main(argv=None):
     if args.configs:
         report = dict(threads=torch.get_num_threads())
         configs_section(args, report)
-        with open(osp.join(args.out, 'benchmark_configs.json'), 'w') as f:
-            json.dump(report, f, indent=2)
+        dump_report(report, osp.join(args.out, 'benchmark_configs.json'))
         print(f'\nwrote {args.out}/benchmark_configs.json')
         return
-    report = dict(arch=args.arch, backbone={}, train_step={})
-    if torch.cuda.is_available():
-        gpu_section(args, report)
-        if not args.skip_train:
-            gpu_train_section(args, report)
-        if not args.skip_detector:
-            gpu_detector_section(args, report)
-    elif args.gpu_only:
+    if args.gpu_only and not torch.cuda.is_available():
         raise PreflightError('--gpu-only: CUDA is not available here')
+    name = 'benchmark_gpu' if args.gpu_only else 'benchmark'
+    path = osp.join(args.out, f'{name}.json')
+    # Written after each section, so that a run cut by a time limit still
+    # leaves the figures of the sections it finished.
+    report = dict(
+        arch=args.arch, backbone={}, train_step={}, finished=[],
+        complete=False)
+    for section, run in sections(args, shapes):
+        run(report)
+        report['finished'].append(section)
+        dump_report(report, path)
+    report['complete'] = True
+    dump_report(report, path)
     if args.gpu_only:
-        with open(osp.join(args.out, 'benchmark_gpu.json'), 'w') as f:
-            json.dump(report, f, indent=2)
         gpu_plot(report, osp.join(args.out, 'gpu_throughput.png'))
-        print(f'\nwrote {args.out}/benchmark_gpu.json and '
-              f'gpu_throughput.png')
+        print(f'\nwrote {path} and gpu_throughput.png')
         return
-    gemm = gemm_gflops(torch.float32)
-    gemm_bf16 = gemm_gflops(torch.bfloat16)
-    report.update(
-        threads=torch.get_num_threads(),
-        gemm_gflops_per_s=dict(fp32=gemm, bf16=gemm_bf16))
-    print(f'FasterNet-{args.arch.upper()}, {torch.get_num_threads()} '
-          f'threads; GEMM: fp32 {gemm:.0f} GFLOP/s, bf16 {gemm_bf16:.0f} '
-          f'GFLOP/s')
-    for shape in shapes:
-        backbone_section(args, shape, gemm, report)
-    if not args.skip_train:
-        train_section(args, shapes[-1], report)
-        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            amp_train_section(args, report)
-    if not args.skip_detector:
-        detector_section(args, report)
-    with open(osp.join(args.out, 'benchmark.json'), 'w') as f:
-        json.dump(report, f, indent=2)
     plot(report, osp.join(args.out, 'latency_vs_params.png'))
-    print(f'\nwrote {args.out}/benchmark.json and latency_vs_params.png')
+    print(f'\nwrote {path} and latency_vs_params.png')
 
 
 if __name__ == '__main__':

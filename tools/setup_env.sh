@@ -42,9 +42,8 @@ BARE_STACK=(
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-
-log() { printf '[setup] %s\n' "$*"; }
-die() { log "$*"; exit 1; }
+# log, die, build_wheel, strip_wheel
+source tools/mmcv_wheel.sh
 
 if [[ -n $WHEELHOUSE ]]; then
     [[ -d $WHEELHOUSE ]] || die "FASTERNET_MM_WHEELHOUSE=$WHEELHOUSE is not a directory"
@@ -220,14 +219,20 @@ else
         if "$py" -c 'import torch, sys; v = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]); sys.exit(v < (2, 10))'; then
             sed -i 's/-std=c++17/-std=c++20/' "$src/mmcv-$MMCV_VERSION/setup.py"
         fi
-        # --no-cache-dir: pip's own wheel cache is not keyed by torch version.
-        MMCV_WITH_OPS=1 FORCE_CUDA=$force_cuda MAX_JOBS=${MAX_JOBS:-$(nproc)} \
-            "${pip[@]}" wheel --no-build-isolation --no-deps --no-cache-dir \
-            ${index[@]+"${index[@]}"} -w "$cache" "$src/mmcv-$MMCV_VERSION"
+        # --no-cache-dir (build_wheel): pip's own wheel cache is not keyed by
+        # torch version.
+        build_log="$cache/build.log"
+        if ! MMCV_WITH_OPS=1 FORCE_CUDA=$force_cuda MAX_JOBS=${MAX_JOBS:-$(nproc)} \
+            build_wheel "$py" "$src/mmcv-$MMCV_VERSION" "$cache" "$build_log" \
+            "$started" ${index[@]+"${index[@]}"}; then
+            tail -n 30 "$build_log"
+            die "building mmcv failed after $(minutes_since "$started") min; the whole log is $build_log"
+        fi
         rm -rf "$src"
         wheel=$(cached_wheel "$cache")
         [[ -n $wheel ]] || die "pip wheel left no mmcv wheel for $py_tag in $cache"
-        log "built mmcv $MMCV_VERSION ($build) in $(awk -v s=$((SECONDS - started)) 'BEGIN { printf "%.1f", s / 60 }') min"
+        log "built mmcv $MMCV_VERSION ($build) in $(minutes_since "$started") min"
+        strip_wheel "$wheel" "$py"
     fi
     log "installing $wheel"
     "${pip[@]}" install --force-reinstall --no-deps "$wheel"
