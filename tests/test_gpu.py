@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import (build, forward_once, last_metrics, randomize_norms,
+from helpers import (LOSS_FALL, SHORT_DET_TRAINING, build, forward_once,
+                     last_metrics, loss_fall, randomize_norms,
                      record_stage_formats)
 from mmengine.config import Config
 
@@ -125,12 +126,11 @@ def test_amp_training_then_deployed_test_on_cuda(tmp_path):
     generate(str(data_root), num_train=8, num_val=4, size=128, seed=1)
     work_dir = tmp_path / 'work'
     options = ['--cfg-options', f'data_root={data_root}/']
-    # As the CPU demo test trains: 40 iterations, enough to score above 0.
     run_tool('train.py', DET_DEMO, '--amp', '--work-dir', work_dir, *options,
-             'train_cfg.max_epochs=20', 'default_hooks.checkpoint.interval=20',
-             'param_scheduler.0.end=5', 'param_scheduler.1.end=20',
-             'param_scheduler.1.milestones=[1000]',
-             'optim_wrapper.optimizer.lr=4e-3')
+             *SHORT_DET_TRAINING)
+    # A model that learned nothing scores 0 in both forms, which would
+    # compare nothing.
+    assert loss_fall(work_dir) <= LOSS_FALL
     assert 'AmpOptimWrapper' in (work_dir / 'mask_rcnn_fasternet_t0_shapes.py'
                                  ).read_text()
     checkpoint = work_dir / 'epoch_20.pth'
@@ -140,9 +140,6 @@ def test_amp_training_then_deployed_test_on_cuda(tmp_path):
              tmp_path / 'deploy', '--deploy', *options)
     expected = last_metrics(tmp_path / 'eval')
     deployed = last_metrics(tmp_path / 'deploy')
-    # A model that learned nothing scores 0 in both forms, which would
-    # compare nothing.
-    assert expected['coco/bbox_mAP'] > 0, expected
     # In fp32 the forms differ by rounding only (BN folded into the convs,
     # channels-last): just a box whose score ties with another's can swap
     # rank.

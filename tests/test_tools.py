@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import last_metrics, load_tool
+from helpers import (LOSS_FALL, SHORT_DET_TRAINING, last_metrics, load_tool,
+                     loss_fall)
 from PIL import Image
 
 from fasternet_mm.preflight import MissingFileError
@@ -16,6 +17,9 @@ from fasternet_mm.shapes import generate
 REPO = Path(__file__).resolve().parents[1]
 DET_DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
 SEG_DEMO = REPO / 'configs/demo/fpn_fasternet_t0_shapes.py'
+# Measured as LOSS_FALL is (helpers.py): 20 iterations of the seg demo.
+SEG_LOSS_FALL = 0.6
+SEG_MIN_PIXEL_ACCURACY = 85.0
 
 
 def run_tool(tool, *args, cwd=REPO, env=None):
@@ -37,31 +41,22 @@ def shapes(tmp_path_factory):
 
 def test_det_demo_trains_reloads_and_evaluates(shapes, tmp_path):
     work_dir = tmp_path / 'det'
-    # 40 iterations at a constant lr of 4e-3 after 5 warm-up iterations:
-    # enough to learn the shapes a little.
-    options = [
-        '--cfg-options', f'data_root={shapes}/', 'train_cfg.max_epochs=20',
-        'default_hooks.checkpoint.interval=20', 'param_scheduler.0.end=5',
-        'param_scheduler.1.end=20', 'param_scheduler.1.milestones=[1000]',
-        'optim_wrapper.optimizer.lr=4e-3'
-    ]
-    result = run_tool('train.py', DET_DEMO, '--work-dir', work_dir, *options)
+    options = ['--cfg-options', f'data_root={shapes}/']
+    result = run_tool('train.py', DET_DEMO, '--work-dir', work_dir, *options,
+                      *SHORT_DET_TRAINING)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert loss_fall(work_dir) <= LOSS_FALL
     checkpoint = (work_dir / 'last_checkpoint').read_text().strip()
     assert checkpoint.endswith('epoch_20.pth')
     result = run_tool('test.py', DET_DEMO, checkpoint, '--work-dir', work_dir,
-                      *options[:2])
+                      *options)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = last_metrics(work_dir)
-    # Measured 0.099 bbox and 0.157 segm mAP on the 4 val images; a model
-    # that learned nothing scores 0 (the 4-epoch run this test had before
-    # scored 0.0 and passed).
-    assert metrics['coco/bbox_mAP'] >= 0.03
-    assert metrics['coco/segm_mAP'] >= 0.05
     # The deploy form under use_bf16 (backbone, neck, heads) scores as the
-    # training form does.
+    # training form does: at most 0.017 apart over the runs that set
+    # LOSS_FALL.
     result = run_tool('test.py', DET_DEMO, checkpoint, '--work-dir',
-                      tmp_path / 'deploy', '--deploy', '--bf16', *options[:2])
+                      tmp_path / 'deploy', '--deploy', '--bf16', *options)
     assert result.returncode == 0, result.stderr[-3000:]
     bf16 = last_metrics(tmp_path / 'deploy')
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
@@ -85,17 +80,21 @@ def test_seg_demo_trains_reloads_and_evaluates(shapes, tmp_path):
     work_dir = tmp_path / 'seg'
     options = ['--cfg-options', f'data_root={shapes}/']
     result = run_tool('train.py', SEG_DEMO, '--work-dir', work_dir, *options,
-                      'train_cfg.max_iters=6', 'param_scheduler.0.end=2',
-                      'param_scheduler.1.begin=2', 'param_scheduler.1.end=6',
-                      'default_hooks.checkpoint.interval=6')
+                      'train_cfg.max_iters=20', 'param_scheduler.0.end=5',
+                      'param_scheduler.1.begin=5', 'param_scheduler.1.end=20',
+                      'default_hooks.checkpoint.interval=20',
+                      'default_hooks.logger.interval=4',
+                      'log_processor.window_size=4')
     assert result.returncode == 0, result.stderr[-3000:]
+    assert loss_fall(work_dir) <= SEG_LOSS_FALL
     checkpoint = (work_dir / 'last_checkpoint').read_text().strip()
-    assert checkpoint.endswith('iter_6.pth')
+    assert checkpoint.endswith('iter_20.pth')
     result = run_tool('test.py', SEG_DEMO, checkpoint, '--work-dir', work_dir,
                       *options)
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = last_metrics(work_dir)
-    assert isinstance(metrics['mIoU'], float) and 0 <= metrics['mIoU'] <= 100
+    # After 20 iterations the model labels background (90.8% of the val
+    # pixels) and little else; untrained weights label far fewer right.
+    assert last_metrics(work_dir)['aAcc'] >= SEG_MIN_PIXEL_ACCURACY
 
 
 def test_missing_coco_fails_at_once(tmp_path):
