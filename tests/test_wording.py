@@ -12,7 +12,9 @@ on either side make it part of another word, so ``InferenceSession``,
 
 The rules, each case-insensitive:
 
-- ``session`` and ``sessions``;
+- ``session`` and ``sessions``, except right after ``onnxruntime`` or
+  ``inference`` (onnxruntime's inference session, the object that runs a
+  model);
 - ``helper`` and ``helpers``, except as the name of the test module
   ``tests/helpers.py``: ``helpers.py``, ``import helpers`` and
   ``from helpers import`` pass;
@@ -45,10 +47,13 @@ RULES = {
     'machine path': re.compile(
         r'(?<![A-Za-z0-9_.~/-])/(work|root|home|Users|tmp)/[A-Za-z0-9_.]'),
 }
-# The test module's name, which the helper rule lets pass.
-MODULE_NAME = re.compile(
-    r'(?<![A-Za-z0-9_])(helpers\.py|import helpers|from helpers import)'
-    r'(?![A-Za-z0-9_])')
+# What each rule lets pass: onnxruntime's sessions, the test module's name.
+ALLOWED = {
+    'session': re.compile(
+        WORD.format(r'(onnxruntime|inference)\s+sessions?'), re.IGNORECASE),
+    'helper': re.compile(
+        WORD.format(r'(helpers\.py|import helpers|from helpers import)')),
+}
 
 
 def text_pieces(source, is_python):
@@ -73,10 +78,10 @@ def find_hits(source, is_python=False):
     for first_line, text in text_pieces(source, is_python):
         for rule, pattern in RULES.items():
             searched = text
-            if rule == 'helper':
-                # Blank the module's name out, keeping every offset.
-                searched = MODULE_NAME.sub(lambda m: ' ' * len(m.group()),
-                                           text)
+            if rule in ALLOWED:
+                # Blank what passes out, keeping every offset.
+                searched = ALLOWED[rule].sub(lambda m: ' ' * len(m.group()),
+                                             text)
             for match in pattern.finditer(searched):
                 number = first_line + text.count('\n', 0, match.start())
                 hits.append((number, rule, lines[number - 1].strip()))
@@ -134,6 +139,10 @@ def test_the_repository_text_speaks_of_the_software_alone():
         # Names in code, the test module's name and other words pass.
         ('session = onnxruntime.InferenceSession(path)\n', True, []),
         ('options = ort.SessionOptions()  # silent\n', True, []),
+        ('def f():\n    """An onnxruntime session for a file."""\n', True,
+         []),
+        ('the inference\nsessions of onnxruntime\n', False, []),
+        ('one session per onnxruntime session\n', False, [(1, 'session')]),
         ('from helpers import REPO\nimport helpers\n', True, []),
         ('Shared fixtures live in `tests/helpers.py`.\n', False, []),
         ('https://example.org/home/x, data/tmp/x, ~/work/x\n', False, []),
