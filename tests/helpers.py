@@ -1,4 +1,4 @@
-"""Helpers shared by the tests."""
+"""Code shared by the tests: tool loaders, model builders and fixtures."""
 import importlib.util
 import json
 from pathlib import Path

@@ -20,7 +20,7 @@ def test_every_config_is_listed():
 
 
 # The widths of the four stages, written out from the official configs'
-# embed_dim (README's variant table, ../shared/PAPER_FACTS.md), not derived
+# embed_dim (the variant table in docs/backbone.md), not derived
 # from FasterNet's own code.
 WIDTHS = {
     't0': [40, 80, 160, 320],

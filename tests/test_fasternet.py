@@ -9,7 +9,7 @@ from fasternet_mm.complexity import count_parameters, relative_error
 from fasternet_mm.models import FasterNetBlock
 
 ODD_SIZE = (97, 131)
-# Paper Table 1 / PAPER_FACTS.md: backbone plus the ImageNet head.
+# The paper's counts of the released models: backbone plus ImageNet head.
 PAPER_PARAMS_M = {
     't0': 3.9,
     't1': 7.6,

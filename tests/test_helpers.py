@@ -1,4 +1,4 @@
-"""The shared test helpers, where a mistake would make other tests fail
+"""Tests of helpers.py, whose mistakes would make other tests fail
 for the wrong reason (on a GPU only, where these run less often)."""
 import torch
 from helpers import SMALL, forward_once

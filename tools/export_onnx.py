@@ -30,7 +30,7 @@ from fasternet_mm.export import (PARTS, ExportError, TensorOutputs,
                                  build_deploy_model, check_with_onnxruntime,
                                  export_model_onnx, export_onnx)
 
-# The bar for onnxruntime against PyTorch.
+# The largest error of onnxruntime against PyTorch that the check accepts.
 TOLERANCE = 1e-4
 
 
