@@ -118,6 +118,24 @@ def test_fuse_conv_bn_equals_conv_then_bn(bias, variances):
     assert error <= 1e-5, error
 
 
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_fuse_conv_bn_folds_a_half_precision_pair_in_fp32(dtype):
+    """The folded weights of a 16-bit conv and BN equal the fp32 fold cast
+    to 16 bits, element for element; folding in 16 bits rounds
+    rsqrt(var + eps) of variances near eps, where fp16 is subnormal."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 12, 3, padding=1, bias=True)
+    bn = norms_with_variances(nn.BatchNorm2d(12), 1e-6, 1e-4)
+    fused = fuse_conv_bn(conv.to(dtype), bn.to(dtype))
+    assert fused.weight.dtype == dtype
+    # The 16-bit pair, folded after casting it back to fp32.
+    reference = fuse_conv_bn(conv.float(), bn.float())
+    torch.testing.assert_close(fused.weight, reference.weight.to(dtype),
+                               rtol=0, atol=0)
+    torch.testing.assert_close(fused.bias, reference.bias.to(dtype),
+                               rtol=0, atol=0)
+
+
 def test_fasternet_deploy_form_with_variances_near_eps():
     model = FasterNet(
         arch=dict(

@@ -108,3 +108,28 @@ def test_test_tool_never_runs_pickled_code(tmp_path):
     assert 'Refused to load' in result.stderr
     assert 'Traceback' not in result.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize('roi_layer, dtype, refused', [
+    ('RoIAlign', 'bfloat16', True),
+    ('GatherRoIAlign', 'bfloat16', False),
+    ('RoIAlign', 'float16', False),
+])
+def test_bf16_amp_refuses_mmcv_roi_align(tmp_path, roi_layer, dtype,
+                                         refused):
+    from fasternet_mm.shapes import generate
+    generate(str(tmp_path), num_train=1, num_val=1, size=64, seed=0)
+    cfg = demo_config(tmp_path)
+    cfg.model.roi_head.mask_roi_extractor.roi_layer.type = roi_layer
+    cfg.optim_wrapper = dict(
+        type='AmpOptimWrapper',
+        dtype=dtype,
+        optimizer=cfg.optim_wrapper.optimizer)
+    if not refused:
+        check_config(cfg, 'train')
+        return
+    with pytest.raises(
+            PreflightError,
+            match=r"model\.roi_head\.mask_roi_extractor\.roi_layer\.type="
+            r"'RoIAlign'.*'GatherRoIAlign'"):
+        check_config(cfg, 'train')

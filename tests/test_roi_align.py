@@ -111,3 +111,24 @@ def test_mmdet_roi_extractor_builds_it():
     feats = (torch.rand(2, 8, 16, 16), torch.rand(2, 8, 8, 8))
     rois = torch.tensor([[0, 1., 1., 20., 20.], [1, 0., 0., 60., 60.]])
     assert extractor(feats, rois).shape == (2, 8, 7, 7)
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_gather_reads_one_row_per_pixel(monkeypatch, channels_last):
+    """The table the gather reads is contiguous whatever the map's layout:
+    a one-image NCHW map reshaped without a copy has its channels H*W
+    apart, which embedding_bag reads an order of magnitude slower."""
+    import torch.nn.functional as F
+    tables = []
+    gather = F.embedding_bag
+
+    def recording(index, table, **kwargs):
+        tables.append(table)
+        return gather(index, table, **kwargs)
+
+    monkeypatch.setattr(F, 'embedding_bag', recording)
+    features = torch.rand(1, 16, 20, 24)
+    if channels_last:
+        features = features.contiguous(memory_format=torch.channels_last)
+    GatherRoIAlign(7, 0.5, 2)(features, torch.tensor([[0., 2., 3., 30., 40.]]))
+    assert tables and all(table.is_contiguous() for table in tables)
