@@ -1,15 +1,17 @@
 """Training checkpoints in the weights-only form: a plain torch.load reads
 them on torch >= 2.6 with no allow-list, and the Runner gets MMEngine's
 objects back."""
-from collections import Counter
+import pickle
+from collections import Counter, OrderedDict
 
 import numpy as np
 import pytest
 import torch
+from helpers import Exploit, load_tool
 from mmengine.logging import HistoryBuffer, MessageHub
 
 from fasternet_mm.checkpoint import (TYPE_KEY, CheckpointError,
-                                     from_weights_only_form,
+                                     from_weights_only_form, read_checkpoint,
                                      to_weights_only_form)
 from fasternet_mm.hooks import AtomicCheckpointHook, current_random_states
 
@@ -203,3 +205,62 @@ def test_an_object_without_a_weights_only_form_is_named(value, message):
     checkpoint['meta']['extra'] = value
     with pytest.raises(TypeError, match="checkpoint\\['meta'\\]" + message):
         to_weights_only_form(checkpoint)
+
+
+def test_convert_tool_makes_old_checkpoints_weights_only_safe(
+        tmp_path, capsys):
+    """MMEngine's checkpoints as its own CheckpointHook writes them, and
+    mmdet 2's, are read through the safe loader and re-saved."""
+    mmengine_file = tmp_path / 'mmengine.pth'
+    torch.save(runner_checkpoint(), mmengine_file)
+    mmdet2_file = tmp_path / 'mmdet2.pth'
+    torch.save(
+        {
+            'meta': {
+                'mmdet_version': '2.25.0',
+                'CLASSES': ('circle', 'square'),
+                'epoch': 12,
+                'iter': 720,
+                'hook_msgs': {
+                    'last_ckpt': 'work_dirs/epoch_12.pth'
+                }
+            },
+            'state_dict': OrderedDict(w=torch.ones(2)),
+            'optimizer': {
+                'state': {},
+                'param_groups': [{
+                    'lr': 0.1,
+                    'params': [0]
+                }]
+            }
+        }, mmdet2_file)
+    with pytest.raises(pickle.UnpicklingError, match='Unsupported global'):
+        torch.load(mmengine_file)
+    convert = load_tool('convert_checkpoint').main
+    for src in (mmengine_file, mmdet2_file):
+        dst = tmp_path / f'{src.stem}_safe.pth'
+        convert([str(src), str(dst), '--weights-only-safe'])
+        assert f'wrote {dst}' in capsys.readouterr().out
+        assert no_allow_list()
+        assert_same(from_weights_only_form(torch.load(dst)),
+                    read_checkpoint(src))
+
+
+def test_convert_tool_refuses_pickled_code_and_bad_flags(tmp_path, capsys):
+    marker = tmp_path / 'pwned'
+    evil = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'payload': Exploit(marker)}, evil)
+    convert = load_tool('convert_checkpoint').main
+    with pytest.raises(SystemExit) as info:
+        convert([str(evil), str(tmp_path / 'out.pth'), '--weights-only-safe'])
+    assert info.value.code == 1
+    assert 'Refused to load' in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / 'out.pth').exists()
+    with pytest.raises(SystemExit) as info:
+        convert([
+            str(evil),
+            str(tmp_path / 'out.pth'), '--weights-only-safe', '--prefix',
+            'backbone.'
+        ])
+    assert info.value.code == 2
+    assert 'give one of them' in capsys.readouterr().err
