@@ -1,5 +1,6 @@
 """Hooks: exact resumption of interrupted training, checkpoints that a
-kill cannot damage, and deploy-form testing."""
+kill cannot damage and that a plain ``torch.load`` reads, and deploy-form
+testing."""
 import logging
 import os
 import os.path as osp
@@ -15,6 +16,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
+from .checkpoint import from_weights_only_form, to_weights_only_form
 from .deploy import switch_to_deploy
 from .precision import use_bf16, use_fp32
 from .registry import HOOKS
@@ -227,7 +229,8 @@ def _unwrap(model):
 
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
-    """MMEngine's ``CheckpointHook``, safe against a kill while it saves.
+    """MMEngine's ``CheckpointHook``, safe against a kill while it saves,
+    writing files that a plain ``torch.load`` reads.
 
     MMEngine 0.10 writes a checkpoint in place, rewrites ``last_checkpoint``
     in place, and with ``max_keep_ckpts`` deletes the oldest checkpoint
@@ -240,9 +243,25 @@ class AtomicCheckpointHook(CheckpointHook):
     complete checkpoint. Arguments are those of ``CheckpointHook``; storage
     other than local disk keeps MMEngine's own behaviour.
 
+    torch >= 2.6 loads weights-only by default and refuses the message
+    hub's ``HistoryBuffer`` and numpy values that MMEngine 0.10 pickles, so
+    mmdet's and mmseg's own tools, their inferencers and ``torch.load``
+    could not read MMEngine's checkpoints. This hook writes those objects
+    in plain types (:func:`~fasternet_mm.checkpoint.to_weights_only_form`)
+    and turns them back when a Runner loads the file.
+
     Use it in a config with ``default_hooks = dict(checkpoint=dict(
     type='fasternet_mm.AtomicCheckpointHook', interval=1))``.
     """
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Runs after the hooks that add to the checkpoint (priority
+        ``VERY_LOW``, after ``RandomStateHook`` and ``EMAHook``)."""
+        checkpoint.update(to_weights_only_form(checkpoint))
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """``Runner.resume`` restores its message hub after this hook."""
+        checkpoint.update(from_weights_only_form(checkpoint))
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         if not isinstance(self.file_backend, LocalBackend):

@@ -1,6 +1,7 @@
 """Training killed with SIGKILL and resumed with --resume ends where an
-uninterrupted run ends: same iterations, learning rate and weights. Killed
-between checkpoints, and killed in the middle of writing one."""
+uninterrupted run ends: same iterations, learning rate, weights and logged
+history. Killed between checkpoints, and killed in the middle of writing
+one."""
 import os
 import signal
 import subprocess
@@ -8,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from fasternet_mm.checkpoint import read_checkpoint
+from fasternet_mm.checkpoint import from_weights_only_form, read_checkpoint
 from fasternet_mm.shapes import generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,6 +102,17 @@ def resume_and_compare(data_root, work_dir, straight, keep=5):
     for key, value in a['state_dict'].items():
         torch.testing.assert_close(
             b['state_dict'][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    # The message hub came back from the checkpoint's weights-only form:
+    # the resumed run's history holds the iterations before the kill too.
+    scalars_a = from_weights_only_form(a['message_hub'])['log_scalars']
+    scalars_b = from_weights_only_form(b['message_hub'])['log_scalars']
+    assert scalars_a.keys() == scalars_b.keys()
+    for key, buffer in scalars_a.items():
+        (log_a, count_a), (log_b, count_b) = buffer.data, scalars_b[key].data
+        assert len(log_a) == EPOCHS * 4, key
+        np.testing.assert_array_equal(count_b, count_a, err_msg=key)
+        if not key.endswith('time'):  # time and data_time differ
+            np.testing.assert_allclose(log_b, log_a, rtol=1e-4, err_msg=key)
 
 
 def test_sigkill_then_resume_matches_uninterrupted(data_root, straight,
