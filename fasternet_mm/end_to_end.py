@@ -358,14 +358,17 @@ class RoiFeatures(nn.Module):
             return RoiAlign.apply(features[0], boxes, batch_indices,
                                   *self.layers[0])
         levels = self.levels(boxes)
-        output_size = self.layers[0][0]
-        pooled = boxes.new_zeros(boxes.shape[0], self.out_channels,
-                                 *output_size)
+        # Pool each level's boxes, then put the results back in the boxes'
+        # order. Not by assigning into a zero tensor: its trace specialises
+        # to the traced count when a level has one box.
+        indices, pooled = [], []
         for level, settings in enumerate(self.layers):
             index = torch.nonzero(levels == level).reshape(-1)
-            pooled[index] = RoiAlign.apply(features[level], boxes[index],
-                                           batch_indices[index], *settings)
-        return pooled
+            indices.append(index)
+            pooled.append(
+                RoiAlign.apply(features[level], boxes[index],
+                               batch_indices[index], *settings))
+        return torch.cat(pooled)[torch.argsort(torch.cat(indices))]
 
 
 class TwoStageDetectorGraph(nn.Module):
