@@ -343,8 +343,7 @@ def test_roi_features_equal_mmdet_extractor_on_every_level(tmp_path):
 
 
 def test_reader_pastes_masks_as_mmdet():
-    from mmdet.models.roi_heads.mask_heads.fcn_mask_head import \
-        _do_paste_mask
+    from mmdet.models.roi_heads.mask_heads import fcn_mask_head
 
     reader = load_tool('onnx_demo')
     generator = torch.Generator().manual_seed(0)
@@ -360,8 +359,8 @@ def test_reader_pastes_masks_as_mmdet():
     pasted = reader.paste_masks(masks.numpy(), boxes.numpy(), height, width,
                                 0.5)
     for mask, box, ours in zip(masks, boxes, pasted):
-        expected, region = _do_paste_mask(mask[None, None], box[None],
-                                          height, width)
+        expected, region = fcn_mask_head._do_paste_mask(
+            mask[None, None], box[None], height, width)
         full = np.zeros((height, width), bool)
         full[region] = (expected[0] >= 0.5).numpy()
         assert (full != ours).sum() == 0
