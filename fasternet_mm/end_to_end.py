@@ -231,6 +231,12 @@ def _decode(head: nn.Module, priors: Tensor, regression: Tensor,
                          image_size)[:, 0]
 
 
+def _divide(numerator: Tensor, denominator) -> Tensor:
+    """Integer division of non-negative values: truncation, which exports
+    as a plain ``Div`` (floor division adds sign handling to the graph)."""
+    return torch.div(numerator, denominator, rounding_mode='trunc')
+
+
 def _flat_maps(maps: Tensor, channels: int) -> Tensor:
     """A head's map (1, A * channels, H, W) as (H * W * A, channels)."""
     return maps[0].permute(1, 2, 0).reshape(-1, channels)
@@ -301,7 +307,7 @@ class DenseDetectorGraph(nn.Module):
             if self.nms_pre > 0:
                 scores, best = top_k(scores, self.nms_pre)
                 pairs = pairs[best]
-            prior_index = torch.div(pairs, classes, rounding_mode='floor')
+            prior_index = _divide(pairs, classes)
             all_scores.append(scores)
             all_labels.append(pairs - prior_index * classes)
             all_boxes.append(
@@ -465,8 +471,7 @@ class TwoStageDetectorGraph(nn.Module):
         # The (proposal, class) pairs above the threshold.
         scores = scores.reshape(-1)
         pairs = torch.nonzero(scores > self.score_thr).reshape(-1)
-        labels = pairs - torch.div(pairs, classes,
-                                   rounding_mode='floor') * classes
+        labels = pairs - _divide(pairs, classes) * classes
         boxes, scores = boxes[pairs], scores[pairs]
         keep = class_aware_nms(boxes, scores, labels, self.iou_threshold,
                                self.max_per_img)
@@ -522,10 +527,8 @@ class _AdaptiveAveragePool(nn.Module):
     def _weights(pixels: Tensor, bins: int, dtype) -> Tensor:
         """(bins, pixels) averaging weights along one axis."""
         index = torch.arange(bins)[:, None]
-        start = torch.div(index * pixels, bins, rounding_mode='floor')
-        end = torch.div((index + 1) * pixels + bins - 1,
-                        bins,
-                        rounding_mode='floor')
+        start = _divide(index * pixels, bins)
+        end = _divide((index + 1) * pixels + bins - 1, bins)
         position = torch.arange(pixels)[None, :]
         inside = (position >= start) & (position < end)
         return inside.to(dtype) / (end - start).to(dtype)
