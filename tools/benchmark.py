@@ -322,6 +322,8 @@ def onnx_section(args, report, cases=None):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Idle onnxruntime threads would spin on the cores while PyTorch runs.
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     timings, counts = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, shape in cases:
