@@ -221,13 +221,21 @@ def constant(graph, name):
     raise KeyError(name)
 
 
-def test_mask_rcnn_graph_is_standard_onnx(mask_rcnn):
-    model = onnx.load(str(mask_rcnn.path))
-    graph = model.graph
-    # Standard operators only: no custom domain (mmcv, mmdeploy, ...).
-    assert {node.domain for node in graph.node} <= {'', 'ai.onnx'}
+def assert_standard_onnx(path, graph_module):
+    """Opset 17, standard operators only (no custom domain: mmcv,
+    mmdeploy, ...), and a file not much larger than the weights."""
+    model = onnx.load(str(path))
+    assert {node.domain for node in model.graph.node} <= {'', 'ai.onnx'}
     assert [(o.domain, o.version) for o in model.opset_import] == [('', 17)]
     onnx.checker.check_model(model)
+    assert os.path.getsize(path) <= 1.1 * weight_bytes(graph_module)
+    return model
+
+
+def test_mask_rcnn_graph_is_standard_onnx(mask_rcnn):
+    model = assert_standard_onnx(mask_rcnn.path,
+                                 end_to_end_graph(mask_rcnn.model))
+    graph = model.graph
     kinds = {node.op_type for node in graph.node}
     assert {'NonMaxSuppression', 'RoiAlign', 'TopK'} <= kinds
     for node in graph.node:
@@ -253,8 +261,6 @@ def test_mask_rcnn_graph_is_standard_onnx(mask_rcnn):
     assert [o.name for o in graph.output] == [
         'boxes', 'scores', 'labels', 'masks'
     ]
-    graph_module = end_to_end_graph(mask_rcnn.model)
-    assert os.path.getsize(mask_rcnn.path) <= 1.1 * weight_bytes(graph_module)
     metadata = {p.key: json.loads(p.value) for p in model.metadata_props}
     assert metadata['task'] == 'instance'
     assert metadata['classes'] == list(CLASSES)
@@ -468,10 +474,12 @@ def random_model(config, overrides=None):
 def exported(model, path, shape=(SIZE, 160)):
     graph = end_to_end_graph(model)
     export_end_to_end(graph, str(path), shape)
+    assert_standard_onnx(path, graph)
     return graph
 
 
 def test_rtmdet_equals_predict(rtmdet, reader, shapes):
+    assert_standard_onnx(rtmdet.path, end_to_end_graph(rtmdet.model))
     _, metadata = reader.load_model(str(rtmdet.path))
     for tensor in val_inputs(reader, metadata['preprocess'], shapes):
         outputs = run_onnx(rtmdet.path, tensor)
@@ -497,9 +505,8 @@ def test_retinanet_equals_predict(reader, shapes, tmp_path):
     with torch.no_grad():
         model.bbox_head.retina_cls.weight.mul_(0.02)
     path = tmp_path / 'retinanet.onnx'
-    exported(model, path)
-    metadata = json.loads(reader_metadata(cfg, end_to_end_graph(model))[
-        'preprocess'])
+    metadata = json.loads(
+        reader_metadata(cfg, exported(model, path))['preprocess'])
     for tensor in val_inputs(reader, metadata, shapes)[-2:]:
         outputs = run_onnx(path, tensor)
         assert len(outputs['scores']) > 20
