@@ -9,7 +9,8 @@ preprocessor hands it on: normalised, channels in the model's order, padded.
 
 A two-stage detector's tensor mode runs the RPN's proposal step, which
 cannot be exported without mmdeploy (see :class:`ExportError`); its
-``part='rpn'`` exports everything before that step.
+``part='rpn'`` exports everything before that step. Whole detectors and
+segmentors with their post-processing: :mod:`fasternet_mm.end_to_end`.
 """
 from typing import List, Optional, Tuple
 
@@ -130,7 +131,8 @@ class TensorOutputs(nn.Module):
                 f"the RPN's proposals and their NMS, which do not export to "
                 f"ONNX without mmdeploy. Export part='rpn' (the features and "
                 f"the RPN head's raw outputs) and run the rest in PyTorch, "
-                f"or export the whole detector with mmdeploy")
+                f"or export the whole detector with its post-processing "
+                f"(tools/export_onnx.py --end-to-end)")
         self.part = part
         if part == 'model':
             self.model = model

@@ -9,7 +9,8 @@ bf16 heads). With CUDA: deployed fp16/bf16 throughput at batch 32 and 256
 against timm in NCHW and channels-last, the kernels that take the most time,
 a backbone training step against timm, and Mask R-CNN predict and training
 step against ResNet-50 (``--gpu-only`` for that alone). Writes JSON and
-plots.
+plots. ``--onnx`` instead times end-to-end ONNX detectors in onnxruntime
+against the deployed PyTorch predict on the CPU.
 
     python tools/benchmark.py --arch s --out work_dirs/benchmark
 """
@@ -67,6 +68,12 @@ def parse_args(argv=None):
         '--config-shape',
         default='640x640',
         help='HxW of the --configs timing')
+    parser.add_argument(
+        '--onnx',
+        action='store_true',
+        help='only time end-to-end ONNX models (onnxruntime, CPU) against '
+        'the deployed PyTorch predict: Mask R-CNN-S at 800x1216 and '
+        'RTMDet-tiny-T0 at 640x640')
     return parser.parse_args(argv)
 
 
@@ -288,6 +295,99 @@ def configs_section(args, report):
         base = f"{first}{'_deploy' if name.endswith('_deploy') else ''}"
         print(f'{key:60s} {value * 1e3:9.1f} ms   / {base} = '
               f"{value / seconds[f'{base}/{part}']:.2f}")
+
+
+def onnx_section(args, report, cases=None):
+    """End to end on the CPU, fp32, batch 1, random weights: onnxruntime
+    running the ``--end-to-end`` export of a detector against the deployed
+    PyTorch model's ``predict``, on the same preprocessed input. For Mask
+    R-CNN, predict pastes the masks into the image, so the ONNX side is
+    also timed with the reader's pasting (``tools/onnx_demo.py``)."""
+    import importlib.util
+    import tempfile
+
+    import onnxruntime
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+
+    from fasternet_mm.end_to_end import end_to_end_graph, export_end_to_end
+    spec = importlib.util.spec_from_file_location(
+        'onnx_demo', osp.join(REPO, 'tools/onnx_demo.py'))
+    reader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reader)
+    cases = cases or (('mask_rcnn_fasternet_s', (800, 1216)),
+                      ('rtmdet_tiny_fasternet_t0_pafpn_coco', (640, 640)))
+    threads = torch.get_num_threads()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Idle onnxruntime threads would spin on the cores while PyTorch runs.
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    timings, counts = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, shape in cases:
+            cfg = Config.fromfile(osp.join(REPO, 'configs', f'{name}.py'))
+            init_default_scope(cfg.default_scope)
+            cfg.model.backbone.init_cfg = None
+            # As the detector section: random weights score around the
+            # thresholds, so keep max_per_img boxes (the mask head runs).
+            test_cfg = cfg.model.test_cfg
+            for part in (test_cfg, test_cfg.get('rcnn')):
+                if part is not None and 'score_thr' in part:
+                    part.score_thr = 0.0
+            torch.manual_seed(0)
+            model = switch_to_deploy(
+                revert_sync_batchnorm(MODELS.build(cfg.model)))
+            path = osp.join(tmp, f'{osp.basename(name)}.onnx')
+            export_end_to_end(end_to_end_graph(model), path, shape)
+            session = onnxruntime.InferenceSession(
+                path, options, providers=['CPUExecutionProvider'])
+            names = [o.name for o in session.get_outputs()]
+            image = torch.rand(1, 3, *shape)
+            feed = {'image': image.numpy()}
+
+            def pytorch(model=model, shape=shape, image=image):
+                return model(
+                    image, [dummy_sample('mmdet', *shape)], mode='predict')
+
+            def ort(session=session, feed=feed):
+                return session.run(None, feed)
+
+            def ort_pasted(session=session, feed=feed, names=names,
+                           shape=shape):
+                outputs = dict(zip(names, session.run(None, feed)))
+                info = dict(
+                    image_shape=shape, ori_shape=shape, scale_factor=(1, 1))
+                return reader.postprocess(outputs, info,
+                                          dict(task='instance',
+                                               mask_threshold=0.5))
+
+            timings[f'{name}/pytorch_predict'] = pytorch
+            timings[f'{name}/onnxruntime'] = ort
+            if 'masks' in names:
+                timings[f'{name}/onnxruntime_and_paste'] = ort_pasted
+            with torch.no_grad():
+                counts[name] = dict(
+                    pytorch=len(pytorch()[0].pred_instances),
+                    onnxruntime=len(ort()[1]))
+        with torch.no_grad():
+            seconds = interleaved_medians(timings, args.repeats)
+    report['onnx'] = dict(
+        threads=threads,
+        onnxruntime=onnxruntime.__version__,
+        detections=counts,
+        ms={k: v * 1e3
+            for k, v in seconds.items()})
+    print(f'\n== end to end, CPU fp32, batch 1, {threads} threads, random '
+          f'weights (score_thr 0): onnxruntime {onnxruntime.__version__} '
+          f'against the deployed PyTorch predict ==')
+    for name, _ in cases:
+        base = seconds[f'{name}/pytorch_predict']
+        print(f'{name}: detections {counts[name]}')
+        for key, value in seconds.items():
+            if key.startswith(f'{name}/'):
+                print(f'  {key.split("/")[1]:24s} {value * 1e3:9.1f} ms   '
+                      f'pytorch / this = {base / value:.2f}')
 
 
 def gpu_section(args,
@@ -645,6 +745,13 @@ def main(argv=None):
         tuple(int(v) for v in s.split('x')) for s in args.shapes.split(',')
     ]
     os.makedirs(args.out, exist_ok=True)
+    if args.onnx:
+        report = {}
+        onnx_section(args, report)
+        with open(osp.join(args.out, 'benchmark_onnx.json'), 'w') as f:
+            json.dump(report, f, indent=2)
+        print(f'\nwrote {args.out}/benchmark_onnx.json')
+        return
     if args.configs:
         report = dict(threads=torch.get_num_threads())
         configs_section(args, report)

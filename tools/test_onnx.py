@@ -1,0 +1,67 @@
+"""Evaluate an end-to-end ONNX model on a config's test set.
+
+    python tools/test_onnx.py configs/demo/mask_rcnn_fasternet_t0_shapes.py \
+        mask_rcnn.onnx
+
+The model comes from ``tools/export_onnx.py --end-to-end``. Each image is
+read, preprocessed, run with onnxruntime and post-processed by
+``tools/onnx_demo.py``'s reader; the config's test evaluator scores the
+predictions, as ``tools/test.py`` scores the PyTorch model's.
+"""
+import argparse
+import importlib.util
+import os.path as osp
+
+from mmengine.config import DictAction
+
+from fasternet_mm.cli import exit_on_user_error, load_config
+from fasternet_mm.end_to_end import evaluate
+from fasternet_mm.preflight import MissingFileError, PreflightError
+
+
+def load_reader():
+    """tools/onnx_demo.py as a module: it is a standalone file, not part of
+    the package."""
+    spec = importlib.util.spec_from_file_location(
+        'onnx_demo', osp.join(osp.dirname(osp.abspath(__file__)),
+                              'onnx_demo.py'))
+    reader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reader)
+    return reader
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='the config the model was exported '
+                        'from (its test set and evaluator are used)')
+    parser.add_argument('model', help='the end-to-end .onnx file')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings in the config, key=value')
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = parse_args(argv)
+    if not osp.isfile(args.model):
+        raise MissingFileError(f'Model not found: {args.model!r}')
+    cfg = load_config(args.config, args.cfg_options, 'none', None)
+    reader = load_reader()
+    try:
+        session, metadata = reader.load_model(args.model)
+    except reader.ReaderError as err:
+        raise PreflightError(str(err)) from None
+    metrics = evaluate(
+        cfg,
+        lambda image: reader.predict(session, metadata, image),
+        log_interval=50)
+    for name, value in metrics.items():
+        print(f'{name}: {value}')
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
