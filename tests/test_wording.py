@@ -14,7 +14,8 @@ The rules, each case-insensitive:
 
 - ``session`` and ``sessions``, except right after ``onnxruntime`` or
   ``inference`` (onnxruntime's inference session, the object that runs a
-  model);
+  model) and in onnxruntime's dotted configuration keys
+  (``session.intra_op.allow_spinning``);
 - ``helper`` and ``helpers``, except as the name of the test module
   ``tests/helpers.py``: ``helpers.py``, ``import helpers`` and
   ``from helpers import`` pass;
@@ -50,7 +51,8 @@ RULES = {
 # What each rule lets pass: onnxruntime's sessions, the test module's name.
 ALLOWED = {
     'session': re.compile(
-        WORD.format(r'(onnxruntime|inference)\s+sessions?'), re.IGNORECASE),
+        WORD.format(r'((onnxruntime|inference)\s+sessions?|session(\.\w+)+)'),
+        re.IGNORECASE),
     'helper': re.compile(
         WORD.format(r'(helpers\.py|import helpers|from helpers import)')),
 }
@@ -142,6 +144,8 @@ def test_the_repository_text_speaks_of_the_software_alone():
         ('def f():\n    """An onnxruntime session for a file."""\n', True,
          []),
         ('the inference\nsessions of onnxruntime\n', False, []),
+        ("o.add('session.intra_op.allow_spinning', '0')\n", True, []),
+        ('the session. It ran\n', False, [(1, 'session')]),
         ('one session per onnxruntime session\n', False, [(1, 'session')]),
         ('from helpers import REPO\nimport helpers\n', True, []),
         ('Shared fixtures live in `tests/helpers.py`.\n', False, []),
