@@ -1,12 +1,14 @@
 import json
+import math
 
 import pytest
 import torch
-from helpers import load_tool
+from helpers import REPO, build, load_tool
+from mmengine.config import Config
 
 from fasternet_mm import use_bf16
 from fasternet_mm.benchmark import interleaved_medians, timm_peer
-from fasternet_mm.complexity import relative_error
+from fasternet_mm.complexity import count_parameters, relative_error
 
 
 def test_interleaved_medians_rotates_the_order():
@@ -50,13 +52,23 @@ def test_saved_activation_bytes_counts_what_backward_keeps():
     assert saved_activation_bytes(lambda: x.sin().sum()) == 4000
 
 
-def test_gpu_section_runs_on_any_device():
+def recorded_medians(monkeypatch, tool):
+    """Make ``tool`` time with an ``interleaved_medians`` that keeps what
+    each call returned: the seconds a report must be computed from."""
+    medians = []
+
+    def record(*args, **kwargs):
+        medians.append(interleaved_medians(*args, **kwargs))
+        return medians[-1]
+
+    monkeypatch.setattr(tool, 'interleaved_medians', record)
+    return medians
+
+
+def test_gpu_section_runs_on_any_device(monkeypatch):
     pytest.importorskip('timm')
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('benchmark',
-                                                  'tools/benchmark.py')
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_tool('benchmark')
+    medians = recorded_medians(monkeypatch, benchmark)
     args = benchmark.parse_args(['--arch', 't0', '--repeats', '1'])
     report = {}
     benchmark.gpu_section(
@@ -68,16 +80,32 @@ def test_gpu_section_runs_on_any_device():
         dtypes=(torch.bfloat16, ))
     gpu = report['gpu']
     assert list(gpu['batches']) == [1, 2]
-    entry = gpu['batches'][2]
-    assert set(entry['images_per_s']) == {
-        'ours_deploy_bfloat16', 'timm_nchw_bfloat16',
-        'timm_channels_last_bfloat16'
-    }
-    assert entry['ratios']['timm_nchw_bfloat16']['over_timm_nchw'] == 1.0
-    assert entry['errors']['deploy_vs_timm_bfloat16'] < 0.05
+    for (batch, entry), seconds in zip(gpu['batches'].items(), medians):
+        assert set(seconds) == set(entry['images_per_s']) == {
+            'ours_deploy_bfloat16', 'timm_nchw_bfloat16',
+            'timm_channels_last_bfloat16'
+        }
+        assert all(0 < s < math.inf for s in seconds.values())
+        for name, images in entry['images_per_s'].items():
+            assert images == pytest.approx(batch / seconds[name])
+            # A throughput ratio is the peer's time over this model's.
+            ratios = entry['ratios'][name]
+            assert ratios['over_timm_nchw'] == pytest.approx(
+                seconds['timm_nchw_bfloat16'] / seconds[name])
+            assert ratios['over_timm_channels_last'] == pytest.approx(
+                seconds['timm_channels_last_bfloat16'] / seconds[name])
+        assert 0 <= entry['errors']['deploy_vs_timm_bfloat16'] < 0.05
     benchmark.gpu_train_section(
         args, report, device='cpu', batch=2, shape=(64, 64))
-    assert set(report['gpu_train_step']['ms']) == {'ours', 'timm'}
+    train, seconds = report['gpu_train_step'], medians[-1]
+    assert (train['batch'], train['shape']) == (2, [64, 64])
+    assert train['ms'] == pytest.approx(
+        {name: s * 1e3
+         for name, s in seconds.items()})
+    assert set(train['ms']) == {'ours', 'timm'}
+    assert all(0 < s < math.inf for s in seconds.values())
+    assert train['timm_over_ours'] == pytest.approx(seconds['timm'] /
+                                                    seconds['ours'])
 
 
 def test_dump_report_replaces_the_file_whole_or_not_at_all(tmp_path):
@@ -121,3 +149,35 @@ def test_each_section_is_on_disk_before_the_next_one_runs(
     assert report['finished'] == ['gpu', 'gpu_train_step']
     assert report['gpu'] == report['gpu_train_step'] == 1
     assert not report['complete']
+
+
+def test_benchmark_times_configs_against_each_other(monkeypatch):
+    benchmark = load_tool('benchmark')
+    medians = recorded_medians(monkeypatch, benchmark)
+    names = ('mask_rcnn_fasternet_t0_shapes',
+             'mask_rcnn_fasternet_t0_pconv_fpn_shapes')
+    configs = [str(REPO / f'configs/demo/{name}.py') for name in names]
+    args = benchmark.parse_args(
+        ['--repeats', '1', '--config-shape', '96x128', '--configs'] + configs)
+    report = {}
+    benchmark.configs_section(args, report)
+    section, (seconds, ) = report['configs'], medians
+    assert section['shape'] == [96, 128]
+    assert set(section['ms']) == {
+        f'{name}{form}/{part}'
+        for name in names for form in ('', '_deploy')
+        for part in ('neck', 'network', 'predict')
+    }
+    assert section['ms'] == pytest.approx(
+        {key: s * 1e3
+         for key, s in seconds.items()})
+    assert all(0 < s < math.inf for s in seconds.values())
+    # The models as the configs build them, counted here on their own.
+    for name, path in zip(names, configs):
+        model = build(Config.fromfile(path))
+        assert section['params_m'][name] == count_parameters(model) / 1e6
+        assert section['neck_params_m'][name] == \
+            count_parameters(model.neck) / 1e6
+    stock, pconv = names
+    assert section['neck_params_m'][pconv] < \
+        section['neck_params_m'][stock]

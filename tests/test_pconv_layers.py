@@ -333,28 +333,3 @@ def test_a_taken_root_name_is_kept_and_named():
     assert "already has 'PConv'" in output
     assert "fasternet_mm.PConv" in output
 
-
-def test_benchmark_times_configs_against_each_other():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('benchmark',
-                                                  REPO / 'tools/benchmark.py')
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
-    configs = [
-        str(REPO / f'configs/demo/{name}.py')
-        for name in ('mask_rcnn_fasternet_t0_shapes',
-                     'mask_rcnn_fasternet_t0_pconv_fpn_shapes')
-    ]
-    args = benchmark.parse_args(
-        ['--repeats', '1', '--config-shape', '96x128', '--configs'] + configs)
-    report = {}
-    benchmark.configs_section(args, report)
-    stock, pconv = ('mask_rcnn_fasternet_t0_shapes',
-                    'mask_rcnn_fasternet_t0_pconv_fpn_shapes')
-    assert report['configs']['neck_params_m'][pconv] < \
-        report['configs']['neck_params_m'][stock]
-    assert set(report['configs']['ms']) == {
-        f'{name}{form}/{part}'
-        for name in (stock, pconv) for form in ('', '_deploy')
-        for part in ('neck', 'network', 'predict')
-    }
