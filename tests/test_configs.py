@@ -1,11 +1,14 @@
 """Every shipped config loads, builds on CPU and runs one forward."""
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import SMALL, build, forward_once
 from mmengine.config import Config
+from mmengine.registry import init_default_scope
 
+from fasternet_mm.models import PartialConvPointwise
 from fasternet_mm.preflight import check_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,8 +18,11 @@ CONFIGS = sorted(
 
 
 def test_every_config_is_listed():
-    assert 'configs/mask_rcnn_fasternet_s.py' in CONFIGS
-    assert len(CONFIGS) == 23
+    """The table in configs/README.md has one row per config file, and
+    no row for a file that is gone."""
+    table = (REPO / 'configs/README.md').read_text()
+    rows = re.findall(r'^\| \[[^]]+\]\(([^)]+\.py)\) \|', table, re.M)
+    assert sorted(f'configs/{row}' for row in rows) == CONFIGS
 
 
 # The widths of the four stages, written out from the official configs'
@@ -53,7 +59,13 @@ def test_config_builds_and_runs(path):
     check_model(cfg)
     model = build(cfg)
     backbone = cfg.model.backbone
-    if backbone.type == 'FasterNet':  # not a stock baseline
+    # The arch in the file name: a variant copied from another must not
+    # keep the other's arch.
+    named = re.search(r'_fasternet_(t0|t1|t2|s|m|l)_', Path(path).stem + '_')
+    if backbone.type != 'FasterNet':  # a stock baseline
+        assert named is None
+    else:
+        assert named and backbone.get('arch', 's') == named.group(1)
         # The channels the built backbone really returns, against the table.
         with torch.no_grad():
             features = model.backbone(torch.rand(1, 3, 64, 64))
@@ -74,6 +86,26 @@ def test_config_builds_and_runs(path):
         assert 'bboxes' in results[0].pred_instances
     else:
         assert results[0].pred_sem_seg.data.shape[-2:] == SMALL
+
+
+@pytest.mark.parametrize('path', [
+    'configs/mask_rcnn_fasternet_t0_pconv_fpn.py',
+    'configs/demo/mask_rcnn_fasternet_t0_pconv_fpn_shapes.py',
+    'configs/rtmdet_tiny_fasternet_t0_pafpn_coco.py',
+    'configs/demo/rtmdet_tiny_fasternet_t0_shapes.py',
+    'configs/yolox_s_fasternet_t0_pafpn_coco.py',
+])
+def test_pconv_configs_put_pconv_in_the_neck(path):
+    pytest.importorskip('mmdet')
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(REPO / path)
+    init_default_scope(cfg.default_scope)
+    neck = MODELS.build(cfg.model.neck)
+    pconv_layers = [
+        m for m in neck.modules() if isinstance(m, PartialConvPointwise)
+    ]
+    assert len(pconv_layers) == len(cfg.model.neck.in_channels)
+    assert cfg.model.backbone.type == 'FasterNet'
 
 
 PAPER_RECIPE = {
