@@ -12,6 +12,14 @@ from fasternet_mm.complexity import dummy_sample
 
 SMALL = (96, 128)
 REPO = Path(__file__).resolve().parents[1]
+# A FasterNet of every kind of layer, small enough for many tests.
+TINY_ARCH = dict(
+    embed_dim=16,
+    depths=(1, 1, 2, 1),
+    mlp_ratio=2,
+    n_div=4,
+    act_cfg=dict(type='GELU'),
+    drop_path_rate=0.1)
 
 
 def last_metrics(work_dir):

@@ -1,7 +1,8 @@
 """Whole-model deploy forms: the RoIAlign swap and bf16 autocast."""
 import pytest
 import torch
-from helpers import build, forward_once
+from helpers import (TINY_ARCH, build, forward_once, randomize_norms,
+                     record_stage_formats)
 from mmcv.ops import RoIAlign
 from mmengine.config import Config
 from torch import nn
@@ -277,3 +278,62 @@ def test_use_fp32_removes_every_hook():
     use_fp32(model)
     assert not model.fc_cls._forward_hooks
     assert not model.fc_cls._forward_pre_hooks
+
+
+@pytest.mark.parametrize('arch', list(FasterNet.arch_settings))
+def test_deploy_form_equals_training_form(arch):
+    from fasternet_mm import switch_to_deploy
+    torch.manual_seed(0)
+    model = randomize_norms(FasterNet(arch=arch)).eval()
+    x = torch.rand(1, 3, 97, 131)
+    with torch.no_grad():
+        expected = model(x)
+        wrapper = torch.nn.ModuleDict(dict(backbone=model))
+        switch_to_deploy(wrapper)
+        deployed = model(x)
+    assert model.deploy
+    assert not any(
+        isinstance(m, _BatchNorm)
+        for name, m in model.named_modules() if not name.startswith('norm'))
+    error = relative_error(deployed, expected)
+    assert error <= 1e-4, error
+    with pytest.raises(RuntimeError, match='deploy form'):
+        model.train()
+
+
+def test_deploy_form_channels_last_on_every_stage():
+    """At 1024x1056 every stage's map (down to 32x33 at stride 32) is
+    large enough for the deploy form's channels-last path: each stage must
+    run it, and still equal the training form in fp32."""
+    from fasternet_mm import switch_to_deploy
+    torch.manual_seed(0)
+    model = randomize_norms(FasterNet(arch=TINY_ARCH)).eval()
+    x = torch.rand(1, 3, 1024, 1056)
+    with torch.no_grad():
+        expected = model(x)
+        switch_to_deploy(model)
+        formats = record_stage_formats(model)
+        deployed = model(x)
+    assert formats == [True] * 4
+    error = relative_error(deployed, expected)
+    assert error <= 1e-4, error
+
+
+def test_compiled_deploy_form_is_one_graph_with_equal_outputs():
+    """switch_to_deploy(compile=...) compiles each FasterNet in place.
+    fullgraph=True fails on any graph break. The aot_eager backend keeps
+    this CPU test to seconds; the GPU test uses the default inductor."""
+    from fasternet_mm import switch_to_deploy
+    torch.manual_seed(0)
+    model = randomize_norms(FasterNet(arch=TINY_ARCH)).eval()
+    x = torch.rand(1, 3, 97, 131)
+    with torch.no_grad():
+        expected = model(x)
+        switch_to_deploy(
+            model, compile=dict(backend='aot_eager', fullgraph=True))
+        compiled = model(x)
+    assert model._compiled_call_impl is not None
+    error = relative_error(compiled, expected)
+    assert error <= 1e-4, error
+    with pytest.raises(TypeError, match="compile must be a bool or a dict"):
+        switch_to_deploy(model, compile='max-autotune')

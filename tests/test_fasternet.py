@@ -1,11 +1,11 @@
 import pytest
 import torch
-from helpers import randomize_norms, record_stage_formats
+from helpers import TINY_ARCH
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fasternet_mm import FasterNet, PartialConv
 from fasternet_mm.benchmark import saved_activation_bytes
-from fasternet_mm.complexity import count_parameters, relative_error
+from fasternet_mm.complexity import count_parameters
 from fasternet_mm.models import FasterNetBlock
 
 ODD_SIZE = (97, 131)
@@ -18,13 +18,6 @@ PAPER_PARAMS_M = {
     'm': 53.5,
     'l': 93.4
 }
-TINY_ARCH = dict(
-    embed_dim=16,
-    depths=(1, 1, 2, 1),
-    mlp_ratio=2,
-    n_div=4,
-    act_cfg=dict(type='GELU'),
-    drop_path_rate=0.1)
 
 
 @pytest.mark.parametrize('arch', list(FasterNet.arch_settings))
@@ -310,65 +303,6 @@ def test_default_init_is_truncated_normal():
     model.init_weights()
     weight = model.stages[2].blocks[0].expand.weight
     assert weight.std().item() == pytest.approx(0.02, rel=0.2)
-
-
-@pytest.mark.parametrize('arch', list(FasterNet.arch_settings))
-def test_deploy_form_equals_training_form(arch):
-    from fasternet_mm import switch_to_deploy
-    torch.manual_seed(0)
-    model = randomize_norms(FasterNet(arch=arch)).eval()
-    x = torch.rand(1, 3, 97, 131)
-    with torch.no_grad():
-        expected = model(x)
-        wrapper = torch.nn.ModuleDict(dict(backbone=model))
-        switch_to_deploy(wrapper)
-        deployed = model(x)
-    assert model.deploy
-    assert not any(
-        isinstance(m, _BatchNorm)
-        for name, m in model.named_modules() if not name.startswith('norm'))
-    error = relative_error(deployed, expected)
-    assert error <= 1e-4, error
-    with pytest.raises(RuntimeError, match='deploy form'):
-        model.train()
-
-
-def test_deploy_form_channels_last_on_every_stage():
-    """At 1024x1056 every stage's map (down to 32x33 at stride 32) is
-    large enough for the deploy form's channels-last path: each stage must
-    run it, and still equal the training form in fp32."""
-    from fasternet_mm import switch_to_deploy
-    torch.manual_seed(0)
-    model = randomize_norms(FasterNet(arch=TINY_ARCH)).eval()
-    x = torch.rand(1, 3, 1024, 1056)
-    with torch.no_grad():
-        expected = model(x)
-        switch_to_deploy(model)
-        formats = record_stage_formats(model)
-        deployed = model(x)
-    assert formats == [True] * 4
-    error = relative_error(deployed, expected)
-    assert error <= 1e-4, error
-
-
-def test_compiled_deploy_form_is_one_graph_with_equal_outputs():
-    """switch_to_deploy(compile=...) compiles each FasterNet in place.
-    fullgraph=True fails on any graph break. The aot_eager backend keeps
-    this CPU test to seconds; the GPU test uses the default inductor."""
-    from fasternet_mm import switch_to_deploy
-    torch.manual_seed(0)
-    model = randomize_norms(FasterNet(arch=TINY_ARCH)).eval()
-    x = torch.rand(1, 3, 97, 131)
-    with torch.no_grad():
-        expected = model(x)
-        switch_to_deploy(
-            model, compile=dict(backend='aot_eager', fullgraph=True))
-        compiled = model(x)
-    assert model._compiled_call_impl is not None
-    error = relative_error(compiled, expected)
-    assert error <= 1e-4, error
-    with pytest.raises(TypeError, match="compile must be a bool or a dict"):
-        switch_to_deploy(model, compile='max-autotune')
 
 
 def test_drop_path_drops_whole_samples_and_keeps_the_mean():
