@@ -229,7 +229,7 @@ def read_checkpoint(path: Union[str, PathLike],
         raise FileNotFoundError(f'Checkpoint file not found: {path!r}')
     # The checksums are checked in a thread while torch.load reads: both
     # release the GIL, so on two or more cores the check costs next to
-    # nothing (README, Reliability). A damaged record is reported even when
+    # nothing (docs/reliability.md). A damaged record is reported even when
     # it also made torch.load fail: it is the better explanation.
     with ThreadPoolExecutor(max_workers=1) as pool:
         checked = pool.submit(check_zip_records, path)

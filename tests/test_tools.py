@@ -134,8 +134,8 @@ def test_offline_checkpoint_fails_at_once(tmp_path, shapes):
 
 
 def test_get_flops_equals_the_readme_table(capsys):
-    # README, FLOPs: FasterNet-S's backbone in Mask R-CNN at 1280x800 is
-    # 93.0G multiply-adds (4.55G at 224x224 scaled by the area).
+    # docs/benchmarks.md#flops: FasterNet-S's backbone in Mask R-CNN at
+    # 1280x800 is 93.0G multiply-adds (4.55G at 224x224 scaled by the area).
     load_tool('get_flops').main([
         str(REPO / 'configs/mask_rcnn_fasternet_s.py'), '--shape', '800',
         '1280', '--backbone-only'

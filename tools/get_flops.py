@@ -4,7 +4,7 @@ FLOPs are multiply-adds, as in the FasterNet paper and fvcore, counted by
 ``mmengine.analysis`` on one forward pass of the model's tensor mode (for
 two-stage detectors: backbone, neck, RPN, and the RoI heads on the test-time
 proposals). Operators without a counting rule (RoIAlign, NMS) add nothing;
-the README compares the counts with the paper's.
+docs/benchmarks.md#flops compares the counts with the paper's.
 
     python tools/get_flops.py configs/mask_rcnn_fasternet_s.py --shape 1280 800
 """

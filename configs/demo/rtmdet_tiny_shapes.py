@@ -1,7 +1,7 @@
 # Stock RTMDet-tiny (mmdet's config: CSPNeXt backbone, CSPNeXtPAFPN) trained
-# from scratch on CPU on the shapes dataset, the baseline of the README's
-# PConv-neck comparison (rtmdet_tiny_fasternet_t0_shapes.py changes only
-# the backbone and the neck).
+# from scratch on CPU on the shapes dataset, the baseline of the PConv-neck
+# comparison in docs/pconv.md (rtmdet_tiny_fasternet_t0_shapes.py changes
+# only the backbone and the neck).
 # The CPU path: 256-px images, batch 16, 20 epochs (300 iterations), the
 # recipe's optimizer (AdamW 4e-3) with a short warm-up and the cosine tail
 # over the second half. The pipeline is the recipe's last-stage one without
