@@ -488,9 +488,13 @@ def test_rtmdet_equals_predict(rtmdet, reader, shapes):
                                pytorch_predict(rtmdet.model, tensor), reader)
 
 
-def test_retinanet_equals_predict(reader, shapes, tmp_path):
-    cfg, model = random_model(
-        RETINANET,
+def test_retinanet_equals_predict(reader, tmp_path):
+    """RetinaNet (nine anchors per place, sigmoid classes) with random
+    weights on noise. Not with randomize_norms, nor on the upscaled
+    shapes: both give ties (saturated scores of 1.0, flat regions of equal
+    scores), and NMS may then keep either of two tied boxes."""
+    cfg = Config.fromfile(str(RETINANET))
+    cfg.merge_from_dict(
         dict(
             model=dict(
                 backbone=dict(arch='t0'),
@@ -500,16 +504,15 @@ def test_retinanet_equals_predict(reader, shapes, tmp_path):
                     in_channels=32,
                     feat_channels=32,
                     stacked_convs=1))))
-    # Random weights saturate the sigmoid (scores of exactly 1 tie, and
-    # NMS may keep either of two tied boxes): spread the logits.
-    with torch.no_grad():
-        model.bbox_head.retina_cls.weight.mul_(0.02)
+    torch.manual_seed(0)
+    model = build_deploy_model(cfg)
     path = tmp_path / 'retinanet.onnx'
-    metadata = json.loads(
-        reader_metadata(cfg, exported(model, path))['preprocess'])
-    for tensor in val_inputs(reader, metadata, shapes)[-2:]:
+    exported(model, path)
+    generator = np.random.default_rng(0)
+    for shape in ((SIZE, 160), (96, SIZE), (160, 224)):
+        tensor = generator.standard_normal((1, 3, *shape), dtype=np.float32)
         outputs = run_onnx(path, tensor)
-        assert len(outputs['scores']) > 20
+        assert len(outputs['scores']) == 100  # max_per_img
         assert_same_detections(outputs, pytorch_predict(model, tensor),
                                reader)
 

@@ -287,7 +287,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        image = cv2.imread(args.image, cv2.IMREAD_COLOR)
+        image = cv2.imread(args.image, cv2.IMREAD_COLOR) if osp.isfile(
+            args.image) else None
         if image is None:
             raise ReaderError(f'Image not found or unreadable: '
                               f'{args.image!r}')
