@@ -748,8 +748,7 @@ def main(argv=None):
     if args.onnx:
         report = {}
         onnx_section(args, report)
-        with open(osp.join(args.out, 'benchmark_onnx.json'), 'w') as f:
-            json.dump(report, f, indent=2)
+        dump_report(report, osp.join(args.out, 'benchmark_onnx.json'))
         print(f'\nwrote {args.out}/benchmark_onnx.json')
         return
     if args.configs:
