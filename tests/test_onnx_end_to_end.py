@@ -109,8 +109,7 @@ def train(config, shapes, work_dir, iterations, lr, batch):
 
 @pytest.fixture(scope='module')
 def mask_rcnn(shapes, tmp_path_factory):
-    """The demo Mask R-CNN after 30 iterations of batch 4: it finds some
-    shapes (measured mAP 0.03 bbox, 0.04 segm)."""
+    """The demo Mask R-CNN after 30 iterations of batch 4."""
     return train(MASK_RCNN, shapes, tmp_path_factory.mktemp('mask_rcnn'),
                  30, 4e-3, 4)
 
@@ -458,8 +457,11 @@ def test_coco_map_through_onnx_equals_tools_test(mask_rcnn, tmp_path):
     expected = json.loads(logs[-1].read_text().splitlines()[-1])
     metrics = load_tool('test_onnx').main(
         [str(mask_rcnn.config), str(mask_rcnn.path)])
+    # No floor on the mAP itself: after 30 iterations it is 0.0 bbox under
+    # ATEN_CPU_CAPABILITY=default on the same CPU that scores 0.03 without
+    # it. The detections are compared one by one in
+    # test_mask_rcnn_equals_predict.
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
-        assert expected[key] > 0, key  # the model has learned something
         assert abs(metrics[key] - expected[key]) <= 0.005, key
 
 
