@@ -785,9 +785,9 @@ def compare_with_onnxruntime(path: str, graph: nn.Module,
     for a segmentor: the fraction of pixels with the same label
     (``agreement``)."""
     import onnxruntime
-    session = onnxruntime.InferenceSession(
+    runtime = onnxruntime.InferenceSession(
         path, providers=['CPUExecutionProvider'])
-    outputs = session.run(None, {'image': image.numpy()})
+    outputs = runtime.run(None, {'image': image.numpy()})
     with torch.no_grad():
         expected = graph(image)
     if isinstance(graph, SegmentorGraph):

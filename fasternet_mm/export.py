@@ -222,11 +222,11 @@ def check_with_onnxruntime(path, image, outputs):
     ``outputs`` (tensors, possibly nested in tuples, lists and dicts, in the
     order of the ONNX outputs); inf if their number or shapes differ."""
     import onnxruntime
-    session = onnxruntime.InferenceSession(
+    runtime = onnxruntime.InferenceSession(
         path, providers=['CPUExecutionProvider'])
     results = [
         torch.from_numpy(result)
-        for result in session.run(None, {'image': image.numpy()})
+        for result in runtime.run(None, {'image': image.numpy()})
     ]
     expected = [tensor for _, tensor in _flatten('output', outputs)]
     if len(results) != len(expected) or any(

@@ -125,10 +125,10 @@ def rtmdet(shapes, tmp_path_factory):
 
 
 def run_onnx(path, tensor):
-    session = onnxruntime.InferenceSession(
+    runtime = onnxruntime.InferenceSession(
         str(path), providers=['CPUExecutionProvider'])
-    names = [output.name for output in session.get_outputs()]
-    return dict(zip(names, session.run(None, {'image': tensor})))
+    names = [output.name for output in runtime.get_outputs()]
+    return dict(zip(names, runtime.run(None, {'image': tensor})))
 
 
 def pytorch_predict(model, tensor):
@@ -338,8 +338,8 @@ def test_roi_features_equal_mmdet_extractor_on_every_level(tmp_path):
         }},
         opset_version=17,
         dynamo=False)
-    session = onnxruntime.InferenceSession(path)
-    pooled, = session.run(
+    runtime = onnxruntime.InferenceSession(path)
+    pooled, = runtime.run(
         None, dict(boxes=boxes.numpy(), **{
             n: f.numpy()
             for n, f in zip(names, features)

@@ -340,9 +340,9 @@ def onnx_section(args, report, cases=None):
                 revert_sync_batchnorm(MODELS.build(cfg.model)))
             path = osp.join(tmp, f'{osp.basename(name)}.onnx')
             export_end_to_end(end_to_end_graph(model), path, shape)
-            session = onnxruntime.InferenceSession(
+            runtime = onnxruntime.InferenceSession(
                 path, options, providers=['CPUExecutionProvider'])
-            names = [o.name for o in session.get_outputs()]
+            names = [o.name for o in runtime.get_outputs()]
             image = torch.rand(1, 3, *shape)
             feed = {'image': image.numpy()}
 
@@ -350,12 +350,12 @@ def onnx_section(args, report, cases=None):
                 return model(
                     image, [dummy_sample('mmdet', *shape)], mode='predict')
 
-            def ort(session=session, feed=feed):
-                return session.run(None, feed)
+            def ort(runtime=runtime, feed=feed):
+                return runtime.run(None, feed)
 
-            def ort_pasted(session=session, feed=feed, names=names,
+            def ort_pasted(runtime=runtime, feed=feed, names=names,
                            shape=shape):
-                outputs = dict(zip(names, session.run(None, feed)))
+                outputs = dict(zip(names, runtime.run(None, feed)))
                 info = dict(
                     image_shape=shape, ori_shape=shape, scale_factor=(1, 1))
                 return reader.postprocess(outputs, info,

@@ -42,14 +42,14 @@ class ReaderError(Exception):
 
 
 def load_model(path: str):
-    """An onnxruntime session for ``path`` and the model's metadata (JSON
-    values decoded)."""
+    """An ``onnxruntime.InferenceSession`` for ``path`` and the model's
+    metadata (JSON values decoded)."""
     import onnxruntime
     if not osp.isfile(path):
         raise ReaderError(f'Model not found: {path!r}')
-    session = onnxruntime.InferenceSession(
+    runtime = onnxruntime.InferenceSession(
         path, providers=['CPUExecutionProvider'])
-    raw = session.get_modelmeta().custom_metadata_map
+    raw = runtime.get_modelmeta().custom_metadata_map
     missing = {'format', 'task', 'preprocess'} - set(raw)
     if missing:
         raise ReaderError(
@@ -59,7 +59,7 @@ def load_model(path: str):
     if metadata['format'] != METADATA_FORMAT:
         raise ReaderError(f'{path}: metadata format {metadata["format"]}, '
                           f'this reader knows {METADATA_FORMAT}')
-    return session, metadata
+    return runtime, metadata
 
 
 def rescaled_size(width: int, height: int,
@@ -215,12 +215,12 @@ def postprocess(outputs: Dict[str, np.ndarray], info: Dict,
     return result
 
 
-def predict(session, metadata: Dict,
+def predict(runtime, metadata: Dict,
             image: np.ndarray) -> Dict[str, np.ndarray]:
     """Predictions for one BGR uint8 image (see :func:`postprocess`)."""
     tensor, info = preprocess(image, metadata['preprocess'])
-    names = [output.name for output in session.get_outputs()]
-    outputs = dict(zip(names, session.run(None, {'image': tensor})))
+    names = [output.name for output in runtime.get_outputs()]
+    outputs = dict(zip(names, runtime.run(None, {'image': tensor})))
     return postprocess(outputs, info, metadata)
 
 
@@ -292,10 +292,10 @@ def main(argv=None):
         if image is None:
             raise ReaderError(f'Image not found or unreadable: '
                               f'{args.image!r}')
-        session, metadata = load_model(args.model)
+        runtime, metadata = load_model(args.model)
     except ReaderError as err:
         sys.exit(f'{osp.basename(sys.argv[0])}: error: {err}')
-    result = predict(session, metadata, image)
+    result = predict(runtime, metadata, image)
     canvas, shown = draw(image, result, metadata.get('classes', []),
                          args.score_thr)
     if not cv2.imwrite(args.out, canvas):

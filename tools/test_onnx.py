@@ -51,12 +51,12 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options, 'none', None)
     reader = load_reader()
     try:
-        session, metadata = reader.load_model(args.model)
+        runtime, metadata = reader.load_model(args.model)
     except reader.ReaderError as err:
         raise PreflightError(str(err)) from None
     metrics = evaluate(
         cfg,
-        lambda image: reader.predict(session, metadata, image),
+        lambda image: reader.predict(runtime, metadata, image),
         log_interval=50)
     for name, value in metrics.items():
         print(f'{name}: {value}')
