@@ -38,7 +38,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from .export import ExportError
+from .export import ExportError, _is_segmentor, _is_two_stage, trace_to_onnx
 
 # The version of the metadata layout below.
 METADATA_FORMAT = 1
@@ -597,7 +597,6 @@ def end_to_end_graph(model: nn.Module) -> nn.Module:
     """The end-to-end module of an mmdet detector or mmseg segmentor (in
     deploy form, eval mode); :class:`ExportError` names what cannot be
     exported."""
-    from .export import _is_segmentor, _is_two_stage
     if _is_segmentor(model):
         return SegmentorGraph(model)
     if _is_two_stage(model):
@@ -758,15 +757,7 @@ def export_end_to_end(graph: nn.Module,
     else:
         axes.update({name: {0: 'detections'} for name in names})
     image = torch.rand(1, 3, *shape)
-    with torch.no_grad():
-        torch.onnx.export(
-            graph, (image, ),
-            path,
-            input_names=['image'],
-            output_names=names,
-            opset_version=opset,
-            dynamic_axes=axes,
-            dynamo=False)
+    trace_to_onnx(graph, image, path, names, axes, opset)
     model = onnx.load(path)
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()

@@ -29,6 +29,22 @@ class ExportError(PreflightError):
     """A model, or a part of one, that cannot be exported to ONNX."""
 
 
+def trace_to_onnx(module: nn.Module, image: torch.Tensor, path: str,
+                  output_names: List[str], dynamic_axes: Optional[dict],
+                  opset: int) -> None:
+    """Write ``module`` traced on ``image`` to ``path``, its one input
+    named ``image``, with TorchScript tracing (``dynamo=False``)."""
+    with torch.no_grad():
+        torch.onnx.export(
+            module, (image, ),
+            path,
+            input_names=['image'],
+            output_names=output_names,
+            opset_version=opset,
+            dynamic_axes=dynamic_axes,
+            dynamo=False)
+
+
 def export_onnx(model, path, shape, opset=17, dynamic=False):
     """Export ``model`` (deployed, eval) to ``path``; return the example
     input and the PyTorch outputs for checking."""
@@ -40,14 +56,7 @@ def export_onnx(model, path, shape, opset=17, dynamic=False):
         axes.update({n: {0: 'batch', 2: 'h', 3: 'w'} for n in names})
     with torch.no_grad():
         outputs = model(image)
-        torch.onnx.export(
-            model, (image, ),
-            path,
-            input_names=['image'],
-            output_names=names,
-            opset_version=opset,
-            dynamic_axes=axes,
-            dynamo=False)
+    trace_to_onnx(model, image, path, names, axes, opset)
     return image, outputs
 
 
@@ -205,14 +214,8 @@ def export_model_onnx(model: TensorOutputs,
                 if tensor.dim() == 4:
                     axes[name].update({2: f'{name}_h', 3: f'{name}_w'})
             shape = (shape[0] + 32, shape[1] + 64)
-        torch.onnx.export(
-            model, (example, ),
-            path,
-            input_names=['image'],
-            output_names=[name for name, _ in named],
-            opset_version=opset,
-            dynamic_axes=axes,
-            dynamo=False)
+        trace_to_onnx(model, example, path, [name for name, _ in named],
+                      axes, opset)
         image = torch.rand(1, 3, *shape)
         return image, model(image)
 
