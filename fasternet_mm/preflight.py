@@ -46,6 +46,12 @@ def check_config(cfg: Config, phase: str) -> None:
             check_checkpoint_path(latest, '--resume')
 
 
+def _type_name(cfg: dict) -> str:
+    """A config dict's ``type`` without its scope (``'mmdet.RoIAlign'``
+    gives ``'RoIAlign'``)."""
+    return str(cfg.get('type', '')).split('.')[-1]
+
+
 def _roi_layers(node, where: str) -> Iterable[Tuple[str, dict]]:
     """Every ``roi_layer`` dict in a model config, with its key path."""
     if isinstance(node, dict):
@@ -64,12 +70,11 @@ def check_bf16_roi_layers(cfg: Config) -> None:
     """mmcv's CUDA RoIAlign takes float and half maps only, and bf16
     autocast hands it bf16 ones; GatherRoIAlign pools those in fp32."""
     wrapper = cfg.get('optim_wrapper') or {}
-    if str(wrapper.get('type', '')).split('.')[-1] != 'AmpOptimWrapper' or \
-            str(wrapper.get('dtype', '')) not in ('bfloat16',
-                                                  'torch.bfloat16'):
+    if _type_name(wrapper) != 'AmpOptimWrapper' or str(
+            wrapper.get('dtype', '')) not in ('bfloat16', 'torch.bfloat16'):
         return
     for path, layer in _roi_layers(cfg.get('model', {}), 'model'):
-        if str(layer.get('type', '')).split('.')[-1] == 'RoIAlign':
+        if _type_name(layer) == 'RoIAlign':
             raise PreflightError(
                 f"{path}.type='RoIAlign': mmcv's RoIAlign cannot read the "
                 f"bf16 maps of optim_wrapper.dtype='bfloat16'; set "
@@ -86,8 +91,7 @@ def latest_checkpoint(work_dir: str) -> Optional[str]:
 
 def _backbone(cfg: Config) -> Optional[dict]:
     backbone = cfg.get('model', {}).get('backbone')
-    if backbone and str(backbone.get('type', '')).split('.')[-1] == \
-            'FasterNet':
+    if backbone and _type_name(backbone) == 'FasterNet':
         return backbone
     return None
 
