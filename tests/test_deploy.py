@@ -23,6 +23,15 @@ def small_mask_rcnn():
     return build(cfg)
 
 
+def random_rois(count, corner_extent, size_extent, generator):
+    """``count`` RoIs on two images: corners up to ``corner_extent``,
+    sides from 1 to ``size_extent + 1``."""
+    corner = torch.rand(count, 2, generator=generator) * corner_extent
+    size = torch.rand(count, 2, generator=generator) * size_extent + 1
+    image = torch.randint(0, 2, (count, 1), generator=generator)
+    return torch.cat([image.float(), corner, corner + size], 1)
+
+
 def test_switch_to_deploy_swaps_mmcv_roi_align_for_equal_gather():
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
@@ -37,12 +46,7 @@ def test_switch_to_deploy_swaps_mmcv_roi_align_for_equal_gather():
     feats = tuple(
         torch.randn(2, 8, 64 // s, 96 // s, generator=generator)
         for s in (1, 2, 4, 8))
-    corner = torch.rand(50, 2, generator=generator) * 300
-    size = torch.rand(50, 2, generator=generator) * 200 + 1
-    rois = torch.cat([
-        torch.randint(0, 2, (50, 1), generator=generator).float(), corner,
-        corner + size
-    ], 1)
+    rois = random_rois(50, 300, 200, generator)
     expected = extractor(feats, rois)
     switch_to_deploy(extractor)
     assert all(isinstance(m, GatherRoIAlign) for m in extractor.roi_layers)
@@ -57,12 +61,7 @@ def test_switch_to_deploy_keeps_every_roi_align_setting():
     model = nn.ModuleDict(dict(roi=RoIAlign(7, 0.25, 2, aligned=False)))
     generator = torch.Generator().manual_seed(0)
     feats = torch.randn(2, 8, 24, 32, generator=generator)
-    corner = torch.rand(40, 2, generator=generator) * 100
-    size = torch.rand(40, 2, generator=generator) * 60 + 1
-    rois = torch.cat([
-        torch.randint(0, 2, (40, 1), generator=generator).float(), corner,
-        corner + size
-    ], 1)
+    rois = random_rois(40, 100, 60, generator)
     expected = model['roi'](feats, rois)
     switch_to_deploy(model)
     swapped = model['roi']
