@@ -6,25 +6,27 @@ registries of mmdet and mmseg, whichever are installed, and as
 ``'fasternet_mm.FasterNet'`` everywhere; likewise its building blocks
 (``PartialConv``, ``FasterNetBlock``, ``FasterNetCSPLayer``,
 ``FasterNetPAFPN``), and the conv layer ``conv_cfg=dict(type='PConv')``.
+All of it happens in :func:`register_all_modules`
+(:mod:`fasternet_mm.registry`).
 """
 from .compat import allow_mmengine_checkpoints, mmengine_checkpoints
 from .deploy import switch_to_deploy
 from .hooks import DeployHook, RandomStateHook
 from .models import (FasterNet, FasterNetBlock, FasterNetCSPLayer,
-                     FasterNetPAFPN, PartialConv, register_conv_layers,
-                     register_downstream)
-from .ops import GatherRoIAlign, register_roi_layers
+                     FasterNetPAFPN, PartialConv)
+from .ops import GatherRoIAlign
 from .precision import use_bf16, use_fp32
+from .registry import (register_all_modules, register_conv_layers,
+                       register_downstream, register_roi_layers)
 from .version import __version__
 
-register_downstream()
-register_roi_layers()
-register_conv_layers()
+register_all_modules()
 
 __all__ = [
     'DeployHook', 'FasterNet', 'FasterNetBlock', 'FasterNetCSPLayer',
     'FasterNetPAFPN', 'GatherRoIAlign', 'PartialConv', 'RandomStateHook',
     'allow_mmengine_checkpoints', 'mmengine_checkpoints',
-    'register_downstream', 'switch_to_deploy', 'use_bf16', 'use_fp32',
+    'register_all_modules', 'register_conv_layers', 'register_downstream',
+    'register_roi_layers', 'switch_to_deploy', 'use_bf16', 'use_fp32',
     '__version__'
 ]

@@ -3,47 +3,15 @@
 ``fasternet_mm.switch_to_deploy(model)`` folds each BatchNorm that follows a
 convolution into that convolution, in every FasterNet inside a detector or
 segmentor (``FasterNet.switch_to_deploy()`` does one backbone), and swaps
-mmcv's RoIAlign for the equal, faster :class:`GatherRoIAlign`. Lower
+mmcv's RoIAlign for the equal, faster :class:`GatherRoIAlign`. The folding
+itself lives in :mod:`fasternet_mm.models.layers.bn_folding`. Lower
 precision, which changes the numbers, lives in :mod:`fasternet_mm.precision`.
 """
 from typing import Optional, Union
 
-import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-
-@torch.no_grad()
-def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
-    """A conv with bias equal to ``bn(conv(x))`` for BN in eval mode.
-
-    The folding is computed in fp32 and cast to the conv's dtype at the
-    end, so that a half-precision model is not folded in 16 bits."""
-    if not isinstance(bn, _BatchNorm) or not bn.track_running_stats:
-        raise TypeError(f'Only BatchNorm with running statistics folds into '
-                        f'a conv, got {type(bn).__name__}')
-    scale = torch.rsqrt(bn.running_var.float() + bn.eps)
-    if bn.affine:
-        scale = scale * bn.weight.float()
-    shift = -bn.running_mean.float() * scale
-    if bn.affine:
-        shift = shift + bn.bias.float()
-    if conv.bias is not None:
-        shift = shift + conv.bias.float() * scale
-    fused = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        bias=True,
-        padding_mode=conv.padding_mode)
-    fused = fused.to(device=conv.weight.device, dtype=conv.weight.dtype)
-    fused.weight.copy_(conv.weight.float() * scale.view(-1, 1, 1, 1))
-    fused.bias.copy_(shift)
-    return fused
+from .models import FasterNet
 
 
 def _swap_roi_align(model: nn.Module) -> None:
@@ -90,7 +58,6 @@ def switch_to_deploy(model: nn.Module,
     Returns:
         nn.Module: ``model``, in eval mode.
     """
-    from .models import FasterNet
     if not isinstance(compile, (bool, dict)):
         raise TypeError(f'compile must be a bool or a dict of torch.compile '
                         f'arguments, got {compile!r}')

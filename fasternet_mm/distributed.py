@@ -12,9 +12,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
-from mmengine.registry import MODEL_WRAPPERS
 from torch import nn
 from torch.distributed.nn.functional import all_reduce
+
+from .registry import MODEL_WRAPPERS
 
 
 class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -107,7 +108,7 @@ def init_cpu_distributed(cfg) -> bool:
     wrapper = cfg.get('model_wrapper_cfg') or {}
     cfg.model_wrapper_cfg = dict(
         wrapper,
-        type='CPUDistributedDataParallel',
+        type='fasternet_mm.CPUDistributedDataParallel',
         broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     return True

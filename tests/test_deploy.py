@@ -11,7 +11,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from fasternet_mm import (FasterNet, GatherRoIAlign, switch_to_deploy,
                           use_bf16, use_fp32)
 from fasternet_mm.complexity import relative_error
-from fasternet_mm.deploy import fuse_conv_bn
+from fasternet_mm.models.layers import fuse_conv_bn
 from fasternet_mm.precision import bf16_parts, predictor_layers
 
 MASK_RCNN = 'configs/mask_rcnn_fasternet_t0.py'

@@ -42,7 +42,7 @@ def test_custom_imports_in_a_config(tmp_path, library):
                             capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert 'fasternet_mm.models.fasternet FasterNet' in result.stdout
+    assert 'fasternet_mm.models.backbones.fasternet FasterNet' in result.stdout
 
 
 @pytest.mark.parametrize('hidden, present', [('mmseg', 'mmdet'),
@@ -90,3 +90,34 @@ def test_another_packages_fasternet_is_kept_with_a_warning():
                             text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ['True', 'True', 'True']
+
+
+@pytest.mark.parametrize('library', LIBRARIES)
+def test_cpu_wrapper_resolves_as_the_runner_looks_it_up(library):
+    from mmengine.registry import MODEL_WRAPPERS, init_default_scope
+
+    from fasternet_mm.distributed import CPUDistributedDataParallel
+    downstream = pytest.importorskip(f'{library}.registry').MODEL_WRAPPERS
+    init_default_scope(library)
+    name = 'fasternet_mm.CPUDistributedDataParallel'
+    # The Runner asks the root registry for the class, then builds through
+    # the registry of the default scope.
+    assert MODEL_WRAPPERS.get(name) is CPUDistributedDataParallel
+    assert downstream.get(name) is CPUDistributedDataParallel
+    assert 'CPUDistributedDataParallel' not in MODEL_WRAPPERS.module_dict
+
+
+def test_downstream_names_are_every_class_of_the_scope():
+    from fasternet_mm.registry import MODELS
+    mmdet_models = pytest.importorskip('mmdet.registry').MODELS
+    classes = {
+        name
+        for name, obj in MODELS.module_dict.items() if isinstance(obj, type)
+    }
+    assert classes == {
+        'FasterNet', 'PartialConv', 'FasterNetBlock', 'FasterNetCSPLayer',
+        'FasterNetPAFPN'
+    }
+    for name in classes:
+        assert mmdet_models.get(name) is MODELS.get(name)
+    assert 'PConv' not in mmdet_models.module_dict

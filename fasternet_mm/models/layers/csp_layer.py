@@ -12,29 +12,10 @@ import torch
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..deploy import fuse_conv_bn
-from ..registry import MODELS
-from .fasternet import FasterNetBlock
-from .pconv_layers import PartialConvPointwise
-
-
-def fold_conv_module_norm(module: ConvModule) -> None:
-    """Fold the BatchNorm of an mmcv ``ConvModule`` (conv, then norm) into
-    its conv, in place: a plain conv, or the pointwise conv of a
-    :class:`PartialConvPointwise`. Other modules are left as they are."""
-    if not (module.with_norm and isinstance(module.norm, _BatchNorm)
-            and module.order.index('conv') < module.order.index('norm')):
-        return
-    if isinstance(module.conv, PartialConvPointwise):
-        module.conv.pointwise = fuse_conv_bn(module.conv.pointwise,
-                                             module.norm)
-    elif type(module.conv) is nn.Conv2d:
-        module.conv = fuse_conv_bn(module.conv, module.norm)
-    else:
-        return
-    setattr(module, module.norm_name, nn.Identity())
+from ...registry import MODELS
+from .bn_folding import fold_conv_module_norm
+from .fasternet_block import FasterNetBlock
 
 
 class DeployableMixin:

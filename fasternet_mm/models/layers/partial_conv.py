@@ -1,5 +1,6 @@
 # Copyright (c) fasternet_mm contributors. Licensed under the MIT licence.
-"""PConv as a conv layer for any module built through mmcv's
+"""Partial convolution (PConv) of FasterNet (Chen et al., CVPR 2023), and
+PConv as a conv layer for any module built through mmcv's
 ``build_conv_layer`` / ``ConvModule``: ``conv_cfg=dict(type='PConv',
 n_div=4)`` in FPN, UperNet, the mask head, RetinaNet's head and so on.
 
@@ -16,18 +17,78 @@ from numbers import Integral
 from typing import Tuple, Union
 
 import torch
-from mmengine.logging import MMLogger
 from mmengine.model import kaiming_init
-from mmengine.registry import MODELS as MMENGINE_MODELS
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from ..registry import MODELS
-from .fasternet import PartialConv
+from ...registry import MODELS
 
 # The name in conv_cfg; mmcv's build_conv_layer looks it up from the
-# current default scope's registry upwards to MMEngine's root registry.
+# current default scope's registry upwards to MMEngine's root registry,
+# where fasternet_mm.registry.register_conv_layers puts it.
 CONV_LAYER_NAME = 'PConv'
+
+
+@MODELS.register_module()
+class PartialConv(nn.Module):
+    """Partial convolution (PConv): a 3x3 conv on the first ``channels //
+    n_div`` channels; the other channels pass through untouched.
+
+    Two forward forms compute the same numbers:
+
+    - ``'split_cat'`` (training form): split, convolve, concatenate.
+    - ``'slicing'``: write the convolved channels into a copy of the input.
+      The original code wrote into the input itself, which silently changed
+      the residual shortcut of the enclosing block; this one never does.
+
+    Args:
+        channels (int): Number of input and output channels.
+        n_div (int): The convolved part is ``channels // n_div`` channels.
+            Defaults to 4, as in every FasterNet.
+        forward_type (str): ``'split_cat'`` or ``'slicing'``.
+            Defaults to ``'split_cat'``.
+    """
+
+    forward_types = ('split_cat', 'slicing')
+
+    def __init__(self,
+                 channels: int,
+                 n_div: int = 4,
+                 forward_type: str = 'split_cat') -> None:
+        super().__init__()
+        if channels // n_div < 1:
+            raise ValueError(f'PartialConv needs channels // n_div >= 1, got '
+                             f'channels={channels} and n_div={n_div}')
+        self.conv_channels = channels // n_div
+        self.untouched_channels = channels - self.conv_channels
+        self.conv = nn.Conv2d(
+            self.conv_channels, self.conv_channels, 3, 1, 1, bias=False)
+        self.forward_type = forward_type
+
+    @property
+    def forward_type(self) -> str:
+        return self._forward_type
+
+    @forward_type.setter
+    def forward_type(self, value: str) -> None:
+        if value not in self.forward_types:
+            raise ValueError(f'forward_type must be one of '
+                             f'{self.forward_types}, got {value!r}')
+        self._forward_type = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._forward_type == 'split_cat':
+            convolved, untouched = torch.split(
+                x, [self.conv_channels, self.untouched_channels], dim=1)
+            return torch.cat((self.conv(convolved), untouched), dim=1)
+        out = x.clone()
+        out[:, :self.conv_channels] = self.conv(x[:, :self.conv_channels])
+        return out
+
+    def extra_repr(self) -> str:
+        return (f'conv_channels={self.conv_channels}, '
+                f'untouched_channels={self.untouched_channels}, '
+                f'forward_type={self._forward_type!r}')
 
 
 class PartialConvPointwise(nn.Module):
@@ -93,6 +154,7 @@ def _check_int(name: str, value, minimum: int) -> None:
                          f'{value!r}')
 
 
+@MODELS.register_module(CONV_LAYER_NAME)
 def partial_conv_layer(in_channels: int,
                        out_channels: int,
                        kernel_size: Union[int, Tuple[int, int]],
@@ -176,30 +238,3 @@ def partial_conv_layer(in_channels: int,
         n_div=n_div,
         bias=bias,
         forward_type=forward_type)
-
-
-MODELS.register_module(CONV_LAYER_NAME, module=partial_conv_layer)
-
-
-def register_conv_layers() -> bool:
-    """Make ``conv_cfg=dict(type='PConv')`` resolve from every scope, by
-    registering it in MMEngine's root registry, where mmcv registers its own
-    conv layers. A ``'PConv'`` there from another package is kept, with a
-    warning; ``type='fasternet_mm.PConv'`` then names ours.
-
-    Returns:
-        bool: Whether the plain name ``'PConv'`` builds our layer.
-    """
-    current = MMENGINE_MODELS.module_dict.get(CONV_LAYER_NAME)
-    if current is partial_conv_layer:
-        return True
-    if current is not None:
-        MMLogger.get_current_instance().warning(
-            f"MMEngine's MODELS registry already has {CONV_LAYER_NAME!r} "
-            f'({current.__module__}.{current.__qualname__}); fasternet_mm '
-            f'leaves it in place. Use conv_cfg=dict(type='
-            f"'fasternet_mm.{CONV_LAYER_NAME}') for FasterNet's PConv")
-        return False
-    MMENGINE_MODELS.register_module(
-        CONV_LAYER_NAME, module=partial_conv_layer)
-    return True

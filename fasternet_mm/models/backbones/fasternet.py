@@ -14,147 +14,17 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
-from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..checkpoint import (CheckpointError, convert_state_dict, detect_layout,
-                          load_pretrained)
-from ..deploy import fuse_conv_bn
-from ..registry import MODELS
+from ...checkpoint import (CheckpointError, convert_state_dict, detect_layout,
+                           load_pretrained)
+from ...registry import MODELS
+from ..layers import FasterNetBlock, fuse_conv_bn
 
 # The smallest input that survives the four downsamplings (4, 2, 2, 2).
 MIN_INPUT_SIZE = 32
-
-
-@MODELS.register_module()
-class PartialConv(nn.Module):
-    """Partial convolution (PConv): a 3x3 conv on the first ``channels //
-    n_div`` channels; the other channels pass through untouched.
-
-    Two forward forms compute the same numbers:
-
-    - ``'split_cat'`` (training form): split, convolve, concatenate.
-    - ``'slicing'``: write the convolved channels into a copy of the input.
-      The original code wrote into the input itself, which silently changed
-      the residual shortcut of the enclosing block; this one never does.
-
-    Args:
-        channels (int): Number of input and output channels.
-        n_div (int): The convolved part is ``channels // n_div`` channels.
-            Defaults to 4, as in every FasterNet.
-        forward_type (str): ``'split_cat'`` or ``'slicing'``.
-            Defaults to ``'split_cat'``.
-    """
-
-    forward_types = ('split_cat', 'slicing')
-
-    def __init__(self,
-                 channels: int,
-                 n_div: int = 4,
-                 forward_type: str = 'split_cat') -> None:
-        super().__init__()
-        if channels // n_div < 1:
-            raise ValueError(f'PartialConv needs channels // n_div >= 1, got '
-                             f'channels={channels} and n_div={n_div}')
-        self.conv_channels = channels // n_div
-        self.untouched_channels = channels - self.conv_channels
-        self.conv = nn.Conv2d(
-            self.conv_channels, self.conv_channels, 3, 1, 1, bias=False)
-        self.forward_type = forward_type
-
-    @property
-    def forward_type(self) -> str:
-        return self._forward_type
-
-    @forward_type.setter
-    def forward_type(self, value: str) -> None:
-        if value not in self.forward_types:
-            raise ValueError(f'forward_type must be one of '
-                             f'{self.forward_types}, got {value!r}')
-        self._forward_type = value
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._forward_type == 'split_cat':
-            convolved, untouched = torch.split(
-                x, [self.conv_channels, self.untouched_channels], dim=1)
-            return torch.cat((self.conv(convolved), untouched), dim=1)
-        out = x.clone()
-        out[:, :self.conv_channels] = self.conv(x[:, :self.conv_channels])
-        return out
-
-    def extra_repr(self) -> str:
-        return (f'conv_channels={self.conv_channels}, '
-                f'untouched_channels={self.untouched_channels}, '
-                f'forward_type={self._forward_type!r}')
-
-
-@MODELS.register_module()
-class FasterNetBlock(nn.Module):
-    """PConv followed by a pointwise MLP, with a residual connection.
-
-    ``x + drop_path(project(act(norm(expand(pconv(x))))))``, where ``expand``
-    and ``project`` are bias-free 1x1 convs to ``mlp_ratio * C`` and back.
-
-    Args:
-        channels (int): Number of input and output channels.
-        n_div (int): PConv convolves ``channels // n_div`` channels.
-            Defaults to 4.
-        mlp_ratio (float): Hidden width of the MLP relative to ``channels``.
-            Defaults to 2.
-        drop_path_rate (float): Stochastic depth rate of this block: the
-            probability of dropping its residual branch for a sample.
-            Defaults to 0.
-        norm_cfg (dict): Config of the norm layer inside the MLP. Defaults
-            to ``dict(type='BN')``.
-        act_cfg (dict): Config of the activation inside the MLP. Defaults
-            to ``dict(type='ReLU', inplace=True)``.
-        with_cp (bool): Use gradient checkpointing. Defaults to False.
-    """
-
-    def __init__(self,
-                 channels: int,
-                 n_div: int = 4,
-                 mlp_ratio: float = 2.0,
-                 drop_path_rate: float = 0.0,
-                 norm_cfg: Dict = dict(type='BN'),
-                 act_cfg: Dict = dict(type='ReLU', inplace=True),
-                 with_cp: bool = False) -> None:
-        super().__init__()
-        hidden_channels = int(channels * mlp_ratio)
-        self.with_cp = with_cp
-        self.partial_conv = PartialConv(channels, n_div)
-        self.expand = nn.Conv2d(channels, hidden_channels, 1, bias=False)
-        self.norm = build_norm_layer(norm_cfg, hidden_channels)[1]
-        self.act = build_activation_layer(act_cfg)
-        self.project = nn.Conv2d(hidden_channels, channels, 1, bias=False)
-        self.drop_path_rate = drop_path_rate
-
-    def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.partial_conv(x)
-        return self.project(self.act(self.norm(self.expand(x))))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and x.requires_grad:
-            residual = cp.checkpoint(self._residual, x, use_reentrant=False)
-        else:
-            residual = self._residual(x)
-        if self.training and self.drop_path_rate > 0:
-            # Stochastic depth: drop the whole residual branch of a sample
-            # with probability drop_path_rate, scale the kept ones up. One
-            # fused multiply-add instead of separate scale, mask and add.
-            keep = 1 - self.drop_path_rate
-            mask = x.new_empty((x.shape[0], ) + (1, ) * (x.dim() - 1))
-            return torch.addcmul(x, residual, mask.bernoulli_(keep).div_(keep))
-        return x + residual
-
-    def switch_to_deploy(self) -> None:
-        """Fold the MLP's BatchNorm into the 1x1 conv before it.
-        Idempotent."""
-        if isinstance(self.norm, _BatchNorm):
-            self.expand = fuse_conv_bn(self.expand, self.norm)
-            self.norm = nn.Identity()
 
 
 class ConvDownsample(nn.Module):

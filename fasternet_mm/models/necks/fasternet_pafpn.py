@@ -14,9 +14,8 @@ from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from torch import nn
 
-from ..registry import MODELS
-from .csp_layers import DeployableMixin, FasterNetCSPLayer
-from .pconv_layers import CONV_LAYER_NAME
+from ...registry import MODELS
+from ..layers import CONV_LAYER_NAME, DeployableMixin, FasterNetCSPLayer
 
 
 @MODELS.register_module()

@@ -1,0 +1,3 @@
+from .fasternet import ConvDownsample, FasterNet, FasterNetStage
+
+__all__ = ['ConvDownsample', 'FasterNet', 'FasterNetStage']

@@ -1,0 +1,3 @@
+from .fasternet_pafpn import FasterNetPAFPN
+
+__all__ = ['FasterNetPAFPN']
