@@ -47,6 +47,7 @@ import torch
 from mmengine.logging import HistoryBuffer, MMLogger, print_log
 
 from .compat import mmengine_checkpoints
+from .errors import CheckpointError
 
 try:  # zlib-ng's CRC-32 runs about 5x faster than the standard library's
     from zlib_ng.zlib_ng import crc32
@@ -71,10 +72,6 @@ _BLOCK_RENAMES = (
 _OFFICIAL_STAGE = re.compile(r'^stages\.(\d+)\.(.*)$')
 _OFFICIAL_NORM = re.compile(r'^norm(\d+)\.(.*)$')
 _TIMM_DOWNSAMPLE = re.compile(r'^stages\.(\d+)\.downsample\.reduction\.(.*)$')
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read, or does not fit the model."""
 
 
 def _rename_block(key: str) -> str:

@@ -16,7 +16,8 @@ from mmengine.config import Config
 from fasternet_mm.complexity import weight_bytes
 from fasternet_mm.end_to_end import (end_to_end_graph, export_end_to_end,
                                      reader_metadata)
-from fasternet_mm.export import ExportError, build_deploy_model
+from fasternet_mm.errors import ExportError
+from fasternet_mm.export import build_deploy_model
 from fasternet_mm.shapes import CLASSES, generate
 
 onnx = pytest.importorskip('onnx')

@@ -10,9 +10,9 @@ import torch
 from helpers import Exploit, load_tool
 from mmengine.logging import HistoryBuffer, MessageHub
 
-from fasternet_mm.checkpoint import (TYPE_KEY, CheckpointError,
-                                     from_weights_only_form, read_checkpoint,
-                                     to_weights_only_form)
+from fasternet_mm.checkpoint import (TYPE_KEY, from_weights_only_form,
+                                     read_checkpoint, to_weights_only_form)
+from fasternet_mm.errors import CheckpointError
 from fasternet_mm.hooks import AtomicCheckpointHook, current_random_states
 
 LOSS = "checkpoint['message_hub']['log_scalars']['train/loss']"
