@@ -7,7 +7,7 @@ registries of mmdet and mmseg, whichever are installed, and as
 (``PartialConv``, ``FasterNetBlock``, ``FasterNetCSPLayer``,
 ``FasterNetPAFPN``), and the conv layer ``conv_cfg=dict(type='PConv')``.
 """
-from .compat import allow_mmengine_checkpoints, mmengine_checkpoints
+from .checkpoint import allow_mmengine_checkpoints, mmengine_checkpoints
 from .deploy import switch_to_deploy
 from .hooks import DeployHook, RandomStateHook
 from .models import (FasterNet, FasterNetBlock, FasterNetCSPLayer,

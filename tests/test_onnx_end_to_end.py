@@ -88,7 +88,7 @@ def train(config, shapes, work_dir, iterations, lr, batch):
     ``lr`` after 5 warm-up iterations; export the result."""
     from mmengine.runner import Runner
 
-    from fasternet_mm.compat import mmengine_checkpoints
+    from fasternet_mm.checkpoint import mmengine_checkpoints
     config = shapes_config(config, shapes, work_dir)
     cfg = Config.fromfile(str(config))
     epochs = iterations * batch // 8  # 8 training images
