@@ -9,7 +9,7 @@ registries of mmdet and mmseg, whichever are installed, and as
 """
 from .checkpoint import allow_mmengine_checkpoints, mmengine_checkpoints
 from .deploy import switch_to_deploy
-from .hooks import DeployHook, RandomStateHook
+from .hooks import InferenceFormHook, RandomStateHook
 from .models import (FasterNet, FasterNetBlock, FasterNetCSPLayer,
                      FasterNetPAFPN, PartialConv, register_conv_layers,
                      register_downstream)
@@ -22,8 +22,8 @@ register_roi_layers()
 register_conv_layers()
 
 __all__ = [
-    'DeployHook', 'FasterNet', 'FasterNetBlock', 'FasterNetCSPLayer',
-    'FasterNetPAFPN', 'GatherRoIAlign', 'PartialConv', 'RandomStateHook',
+    'FasterNet', 'FasterNetBlock', 'FasterNetCSPLayer', 'FasterNetPAFPN',
+    'GatherRoIAlign', 'InferenceFormHook', 'PartialConv', 'RandomStateHook',
     'allow_mmengine_checkpoints', 'mmengine_checkpoints',
     'register_downstream', 'switch_to_deploy', 'use_bf16', 'use_fp32',
     '__version__'

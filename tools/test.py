@@ -91,7 +91,7 @@ def main(argv=None):
     if args.deploy or args.bf16:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(
-                type='fasternet_mm.DeployHook',
+                type='fasternet_mm.InferenceFormHook',
                 deploy=args.deploy,
                 bf16=args.bf16)
         ]
