@@ -9,9 +9,9 @@ registries of mmdet and mmseg, whichever are installed, and as
 All of it happens in :func:`register_all_modules`
 (:mod:`fasternet_mm.registry`).
 """
-from .compat import allow_mmengine_checkpoints, mmengine_checkpoints
+from .checkpoint import allow_mmengine_checkpoints, mmengine_checkpoints
 from .deploy import switch_to_deploy
-from .hooks import DeployHook, RandomStateHook
+from .hooks import InferenceFormHook, RandomStateHook
 from .models import (FasterNet, FasterNetBlock, FasterNetCSPLayer,
                      FasterNetPAFPN, PartialConv)
 from .ops import GatherRoIAlign
@@ -23,8 +23,8 @@ from .version import __version__
 register_all_modules()
 
 __all__ = [
-    'DeployHook', 'FasterNet', 'FasterNetBlock', 'FasterNetCSPLayer',
-    'FasterNetPAFPN', 'GatherRoIAlign', 'PartialConv', 'RandomStateHook',
+    'FasterNet', 'FasterNetBlock', 'FasterNetCSPLayer', 'FasterNetPAFPN',
+    'GatherRoIAlign', 'InferenceFormHook', 'PartialConv', 'RandomStateHook',
     'allow_mmengine_checkpoints', 'mmengine_checkpoints',
     'register_all_modules', 'register_conv_layers', 'register_downstream',
     'register_roi_layers', 'switch_to_deploy', 'use_bf16', 'use_fp32',

@@ -9,15 +9,9 @@ from typing import Any, Callable, Optional
 
 from mmengine.config import Config, ConfigDict, DictAction
 
-from .checkpoint import CheckpointError
-from .preflight import MissingFileError, PreflightError
+from .errors import MissingFileError, PreflightError, UserError
 
 SCOPES = ('mmdet', 'mmseg')
-# Errors whose message is the whole story; anything else keeps its
-# traceback. A plain FileNotFoundError is not among them: raised inside a
-# Runner's loop (a missing image in the middle of an epoch), it needs its
-# traceback; see missing_files_are_user_errors.
-USER_ERRORS = (PreflightError, CheckpointError)
 
 
 def add_common_args(parser) -> None:
@@ -114,14 +108,17 @@ def missing_files_are_user_errors():
 
 
 def exit_on_user_error(main: Callable) -> Callable:
-    """Run ``main``; print known user errors (:data:`USER_ERRORS`) as one
-    line, ``<tool>: error: <message>``, and exit 1."""
+    """Run ``main``; print a :class:`~fasternet_mm.errors.UserError` as one
+    line, ``<tool>: error: <message>``, and exit 1. Anything else keeps its
+    traceback, a plain ``FileNotFoundError`` too: raised inside a Runner's
+    loop (a missing image in the middle of an epoch), it needs it; see
+    :func:`missing_files_are_user_errors`."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except USER_ERRORS as err:
+        except UserError as err:
             prog = osp.basename(sys.argv[0]) if sys.argv else 'fasternet_mm'
             sys.stderr.write(f'{prog}: error: {err}\n')
             sys.exit(1)

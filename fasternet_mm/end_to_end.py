@@ -38,7 +38,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from .export import ExportError, _is_segmentor, _is_two_stage, trace_to_onnx
+from .errors import ExportError
+from .export import _is_segmentor, _is_two_stage, trace_to_onnx
 
 # The version of the metadata layout below.
 METADATA_FORMAT = 1

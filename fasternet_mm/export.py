@@ -17,16 +17,12 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, read_checkpoint, unwrap_state_dict
+from .checkpoint import read_checkpoint, unwrap_state_dict
 from .complexity import relative_error
 from .deploy import switch_to_deploy
-from .preflight import PreflightError
+from .errors import CheckpointError, ExportError
 
 PARTS = ('model', 'rpn')
-
-
-class ExportError(PreflightError):
-    """A model, or a part of one, that cannot be exported to ONNX."""
 
 
 def trace_to_onnx(module: nn.Module, image: torch.Tensor, path: str,

@@ -1,6 +1,6 @@
 """Hooks: exact resumption of interrupted training, checkpoints that a
-kill cannot damage and that a plain ``torch.load`` reads, and deploy-form
-testing."""
+kill cannot damage and that a plain ``torch.load`` reads, and testing in
+the deploy form and/or bf16."""
 import logging
 import os
 import os.path as osp
@@ -153,9 +153,9 @@ def restore_random_states(states: dict) -> None:
 
 
 @HOOKS.register_module()
-class DeployHook(Hook):
-    """Before testing, switch the model to its deploy form and/or run it in
-    bf16 (``tools/test.py --deploy/--bf16``).
+class InferenceFormHook(Hook):
+    """Before testing, put the model in the form it is to infer in: its
+    deploy form and/or bf16 (``tools/test.py --deploy/--bf16``).
 
     Args:
         deploy (bool): Fold BN into convs and swap mmcv's RoIAlign for

@@ -7,19 +7,11 @@ from typing import Iterable, List, Optional, Tuple
 
 from mmengine.config import Config
 
-from .checkpoint import CheckpointError, read_checkpoint
+from .checkpoint import read_checkpoint
+from .errors import CheckpointError, PreflightError
 from .models import FasterNet
 
 PHASES = ('train', 'test')
-
-
-class PreflightError(RuntimeError):
-    """A problem found in a config or its inputs before any heavy work."""
-
-
-class MissingFileError(PreflightError, FileNotFoundError):
-    """A file named on the command line or in a config (a config, an
-    image, a checkpoint) that does not exist, found before any work."""
 
 
 def check_config(cfg: Config, phase: str) -> None:

@@ -12,8 +12,8 @@ from helpers import load_tool
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
+from fasternet_mm.errors import PreflightError
 from fasternet_mm.hooks import Bf16TrainingHook
-from fasternet_mm.preflight import PreflightError
 from fasternet_mm.shapes import generate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,8 +14,9 @@ import torch
 from helpers import Exploit, randomize_norms
 
 from fasternet_mm import FasterNet
-from fasternet_mm.checkpoint import (CheckpointError, convert_state_dict,
-                                     detect_layout, read_checkpoint)
+from fasternet_mm.checkpoint import (convert_state_dict, detect_layout,
+                                     read_checkpoint)
+from fasternet_mm.errors import CheckpointError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_ARCH = dict(

@@ -11,7 +11,8 @@ import torch
 from helpers import load_tool
 
 from fasternet_mm import FasterNet
-from fasternet_mm.checkpoint import CheckpointError, read_checkpoint
+from fasternet_mm.checkpoint import read_checkpoint
+from fasternet_mm.errors import CheckpointError
 from fasternet_mm.shapes import generate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,11 +8,11 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 from fasternet_mm import FasterNet
-from fasternet_mm.checkpoint import CheckpointError
 from fasternet_mm.complexity import weight_bytes
-from fasternet_mm.export import (ExportError, TensorOutputs,
-                                 build_deploy_model, check_with_onnxruntime,
-                                 export_model_onnx, export_onnx)
+from fasternet_mm.errors import CheckpointError, ExportError
+from fasternet_mm.export import (TensorOutputs, build_deploy_model,
+                                 check_with_onnxruntime, export_model_onnx,
+                                 export_onnx)
 
 onnx = pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')

@@ -16,7 +16,8 @@ from mmengine.config import Config
 from fasternet_mm.complexity import weight_bytes
 from fasternet_mm.end_to_end import (end_to_end_graph, export_end_to_end,
                                      reader_metadata)
-from fasternet_mm.export import ExportError, build_deploy_model
+from fasternet_mm.errors import ExportError
+from fasternet_mm.export import build_deploy_model
 from fasternet_mm.shapes import CLASSES, generate
 
 onnx = pytest.importorskip('onnx')
@@ -87,7 +88,7 @@ def train(config, shapes, work_dir, iterations, lr, batch):
     ``lr`` after 5 warm-up iterations; export the result."""
     from mmengine.runner import Runner
 
-    from fasternet_mm.compat import mmengine_checkpoints
+    from fasternet_mm.checkpoint import mmengine_checkpoints
     config = shapes_config(config, shapes, work_dir)
     cfg = Config.fromfile(str(config))
     epochs = iterations * batch // 8  # 8 training images

@@ -9,8 +9,9 @@ import torch
 from helpers import Exploit
 from mmengine.config import Config
 
-from fasternet_mm.preflight import (PreflightError, check_checkpoint_path,
-                                    check_config, check_dataset)
+from fasternet_mm.errors import PreflightError
+from fasternet_mm.preflight import (check_checkpoint_path, check_config,
+                                    check_dataset)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'

@@ -3,8 +3,10 @@ import sys
 import textwrap
 
 import pytest
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 
-from fasternet_mm import FasterNet
+from fasternet_mm import FasterNet, InferenceFormHook
+from fasternet_mm.registry import HOOKS
 
 LIBRARIES = ['mmdet', 'mmseg']
 
@@ -121,3 +123,17 @@ def test_downstream_names_are_every_class_of_the_scope():
     for name in classes:
         assert mmdet_models.get(name) is MODELS.get(name)
     assert 'PConv' not in mmdet_models.module_dict
+
+
+def test_inference_form_hook_is_registered_by_its_name():
+    # The name tools/test.py --deploy/--bf16 inserts, and configs may write.
+    # (MMEngine would also find a scoped name as an attribute of the
+    # package, so the registry's own table is checked too.)
+    assert HOOKS.module_dict.get('InferenceFormHook') is InferenceFormHook
+    hook = MMENGINE_HOOKS.build(
+        dict(
+            type='fasternet_mm.InferenceFormHook',
+            deploy=False,
+            bf16='backbone'))
+    assert isinstance(hook, InferenceFormHook)
+    assert (hook.deploy, hook.bf16) == (False, 'backbone')

@@ -4,7 +4,8 @@ import pytest
 from helpers import SMALL, build, forward_once
 from mmengine.config import Config
 
-from fasternet_mm.preflight import PreflightError, check_model
+from fasternet_mm.errors import PreflightError
+from fasternet_mm.preflight import check_model
 
 WIDTHS = [40, 80, 160, 320]  # FasterNet-T0
 BACKBONE = dict(

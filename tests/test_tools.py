@@ -11,7 +11,7 @@ from helpers import (LOSS_FALL, SHORT_DET_TRAINING, last_metrics, load_tool,
                      loss_fall)
 from PIL import Image
 
-from fasternet_mm.preflight import MissingFileError
+from fasternet_mm.errors import MissingFileError
 from fasternet_mm.shapes import generate
 
 REPO = Path(__file__).resolve().parents[1]

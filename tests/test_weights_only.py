@@ -10,9 +10,9 @@ import torch
 from helpers import Exploit, load_tool
 from mmengine.logging import HistoryBuffer, MessageHub
 
-from fasternet_mm.checkpoint import (TYPE_KEY, CheckpointError,
-                                     from_weights_only_form, read_checkpoint,
-                                     to_weights_only_form)
+from fasternet_mm.checkpoint import (TYPE_KEY, from_weights_only_form,
+                                     read_checkpoint, to_weights_only_form)
+from fasternet_mm.errors import CheckpointError
 from fasternet_mm.hooks import AtomicCheckpointHook, current_random_states
 
 LOSS = "checkpoint['message_hub']['log_scalars']['train/loss']"
@@ -90,7 +90,7 @@ def no_allow_list():
 def test_plain_torch_load_reads_the_form_and_gets_everything_back(tmp_path):
     checkpoint = runner_checkpoint()
     # Pickled, an empty array calls bytes(), which even the allow-list of
-    # fasternet_mm.compat refuses.
+    # fasternet_mm.checkpoint.allowlist refuses.
     checkpoint['meta']['empty'] = np.zeros((0, 4), dtype=np.uint8)
     path = tmp_path / 'epoch_1.pth'
     torch.save(to_weights_only_form(checkpoint), path)

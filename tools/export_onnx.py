@@ -57,9 +57,10 @@ from fasternet_mm.complexity import weight_bytes
 from fasternet_mm.end_to_end import (compare_with_onnxruntime,
                                      end_to_end_graph, export_end_to_end,
                                      reader_metadata)
-from fasternet_mm.export import (PARTS, ExportError, TensorOutputs,
-                                 build_deploy_model, check_with_onnxruntime,
-                                 export_model_onnx, export_onnx)
+from fasternet_mm.errors import ExportError
+from fasternet_mm.export import (PARTS, TensorOutputs, build_deploy_model,
+                                 check_with_onnxruntime, export_model_onnx,
+                                 export_onnx)
 
 # The bar for onnxruntime against PyTorch: raw outputs (relative error),
 # end-to-end detection scores (absolute).

@@ -16,7 +16,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 from fasternet_mm.cli import exit_on_user_error, load_config
 from fasternet_mm.complexity import count_complexity
-from fasternet_mm.preflight import PreflightError
+from fasternet_mm.errors import PreflightError
 
 
 def parse_args(argv=None):

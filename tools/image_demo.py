@@ -10,10 +10,10 @@ import os.path as osp
 import mmcv
 from mmengine.registry import init_default_scope
 
+from fasternet_mm.checkpoint import mmengine_checkpoints
 from fasternet_mm.cli import exit_on_user_error, load_config
-from fasternet_mm.compat import mmengine_checkpoints
-from fasternet_mm.preflight import (MissingFileError, PreflightError,
-                                    check_checkpoint_path)
+from fasternet_mm.errors import MissingFileError, PreflightError
+from fasternet_mm.preflight import check_checkpoint_path
 
 
 def parse_args(argv=None):

@@ -3,10 +3,11 @@ config; the flags follow mmdet's and mmseg's tools/test.py."""
 import argparse
 import os.path as osp
 
+from fasternet_mm.checkpoint import mmengine_checkpoints
 from fasternet_mm.cli import (add_common_args, build_runner,
                               exit_on_user_error, load_config)
-from fasternet_mm.compat import mmengine_checkpoints
-from fasternet_mm.preflight import PreflightError, check_config
+from fasternet_mm.errors import PreflightError
+from fasternet_mm.preflight import check_config
 
 
 def parse_args(argv=None):
@@ -90,7 +91,7 @@ def main(argv=None):
     if args.deploy or args.bf16:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(
-                type='fasternet_mm.DeployHook',
+                type='fasternet_mm.InferenceFormHook',
                 deploy=args.deploy,
                 bf16=args.bf16)
         ]

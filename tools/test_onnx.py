@@ -16,7 +16,7 @@ from mmengine.config import DictAction
 
 from fasternet_mm.cli import exit_on_user_error, load_config
 from fasternet_mm.end_to_end import evaluate
-from fasternet_mm.preflight import MissingFileError, PreflightError
+from fasternet_mm.errors import MissingFileError, PreflightError
 
 
 def load_reader():

@@ -9,10 +9,11 @@ import argparse
 import torch
 from mmengine.device import get_device
 
+from fasternet_mm.checkpoint import mmengine_checkpoints
 from fasternet_mm.cli import (add_common_args, build_runner,
                               exit_on_user_error, load_config)
-from fasternet_mm.compat import mmengine_checkpoints
-from fasternet_mm.preflight import PreflightError, check_config
+from fasternet_mm.errors import PreflightError
+from fasternet_mm.preflight import check_config
 
 
 def parse_args(argv=None):

@@ -12,11 +12,12 @@ from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from fasternet_mm.checkpoint import read_checkpoint
-from fasternet_mm.compat import history_buffer_getattr, mmengine_checkpoints
+from fasternet_mm.checkpoint.allowlist import (history_buffer_getattr,
+                                               mmengine_checkpoints)
 
 
 def runner_like_checkpoint():
-    hub = MessageHub.get_instance('test_compat')
+    hub = MessageHub.get_instance('test_allowlist')
     for value in (1.0, np.float64(0.5), np.float32(0.25)):
         hub.update_scalar('train/loss', value)
     hub.update_info('iter', 7)
@@ -79,7 +80,8 @@ def test_blocks_nest(tmp_path):
 def test_import_leaves_torchs_allow_list_alone():
     # (torch.distributed.tensor, which MMEngine imports, adds its own.)
     script = ('import torch, fasternet_mm; '
-              'from fasternet_mm.compat import mmengine_checkpoint_globals; '
+              'from fasternet_mm.checkpoint.allowlist import '
+              'mmengine_checkpoint_globals; '
               'allowed = torch.serialization.get_safe_globals(); '
               'ours = mmengine_checkpoint_globals(); '
               'print(sum(g in allowed for g in ours))')

@@ -1,4 +1,5 @@
-"""Fixes that make today's torch and the OpenMMLab 2.x stack work together.
+"""The allow-list that lets torch's weights-only loading read MMEngine's
+checkpoints.
 
 torch >= 2.6 unpickles with ``weights_only=True`` by default, and MMEngine
 0.10 calls ``torch.load`` without saying otherwise. Its own checkpoints then
