@@ -92,7 +92,7 @@ def test_config_builds_and_runs(path):
     'configs/mask_rcnn_fasternet_t0_pconv_fpn.py',
     'configs/demo/mask_rcnn_fasternet_t0_pconv_fpn_shapes.py',
     'configs/rtmdet_tiny_fasternet_t0_pafpn_coco.py',
-    'configs/demo/rtmdet_tiny_fasternet_t0_shapes.py',
+    'configs/ablation/rtmdet_tiny_fasternet_t0_shapes.py',
     'configs/yolox_s_fasternet_t0_pafpn_coco.py',
 ])
 def test_pconv_configs_put_pconv_in_the_neck(path):

@@ -25,7 +25,7 @@ onnxruntime = pytest.importorskip('onnxruntime')
 
 REPO = Path(__file__).resolve().parents[1]
 MASK_RCNN = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
-RTMDET = REPO / 'configs/demo/rtmdet_tiny_fasternet_t0_shapes.py'
+RTMDET = REPO / 'configs/ablation/rtmdet_tiny_fasternet_t0_shapes.py'
 RTMDET_COCO = REPO / 'configs/rtmdet_tiny_fasternet_t0_pafpn_coco.py'
 RETINANET = REPO / 'configs/retinanet_fasternet_s_fpn_1x_coco.py'
 SEMANTIC_FPN = REPO / 'configs/demo/fpn_fasternet_t0_shapes.py'

@@ -4,12 +4,11 @@
 # images, 64-channel FPN and heads, 2 mask convs, fewer proposals and
 # sampled RoIs, and GatherRoIAlign (fasternet_mm.ops), which computes
 # mmcv's RoIAlign 5-15x faster on CPU.
-_base_ = '../mask_rcnn_fasternet_t0.py'
+_base_ = [
+    '../mask_rcnn_fasternet_t0.py', '../_base_/datasets/shapes_instance.py'
+]
 
-data_root = 'data/shapes/'
-metainfo = dict(
-    classes=('circle', 'square', 'triangle'),
-    palette=[(220, 20, 60), (0, 128, 255), (60, 180, 75)])
+data_root = _base_.shapes_data_root
 image_scale = (256, 256)
 channels = 64
 
@@ -66,25 +65,14 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        pipeline=train_pipeline))
+    dataset=dict(**_base_.shapes_train_dataset, pipeline=train_pipeline))
 test_dataloader = dict(
     batch_size=1,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
+    dataset=dict(**_base_.shapes_test_dataset, pipeline=test_pipeline))
 test_evaluator = dict(
-    ann_file=data_root + 'annotations/instances_val.json',
-    metric=['bbox', 'segm'])
+    ann_file=_base_.shapes_test_ann_file, metric=['bbox', 'segm'])
 # Evaluation is tools/test.py's job: no validation inside training.
 val_dataloader = None
 val_evaluator = None

@@ -7,14 +7,14 @@
 # over the second half. The pipeline is the recipe's last-stage one without
 # random resize and crop: Mosaic and MixUp (the recipe switches them off for
 # its last 20 of 300 epochs) only slow down so short a schedule.
-_base_ = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
+_base_ = [
+    'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py',
+    '../_base_/datasets/shapes_instance.py'
+]
 
 custom_imports = dict(imports=['fasternet_mm'], allow_failed_imports=False)
 
-data_root = 'data/shapes/'
-metainfo = dict(
-    classes=('circle', 'square', 'triangle'),
-    palette=[(220, 20, 60), (0, 128, 255), (60, 180, 75)])
+data_root = _base_.shapes_data_root
 image_size = (256, 256)
 
 model = dict(backbone=dict(init_cfg=None), bbox_head=dict(num_classes=3))
@@ -43,23 +43,13 @@ train_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     pin_memory=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        pipeline=train_pipeline))
+    dataset=dict(**_base_.shapes_train_dataset, pipeline=train_pipeline))
 test_dataloader = dict(
     batch_size=1,
     num_workers=0,
     persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
-test_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+    dataset=dict(**_base_.shapes_test_dataset, pipeline=test_pipeline))
+test_evaluator = dict(ann_file=_base_.shapes_test_ann_file)
 # Evaluation is tools/test.py's job: no validation inside training.
 val_dataloader = None
 val_evaluator = None
