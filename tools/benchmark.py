@@ -22,7 +22,7 @@ import os.path as osp
 import torch
 from mmengine.registry import MODELS, init_default_scope
 
-from fasternet_mm import switch_to_deploy, use_bf16, use_fp32
+from fasternet_mm import switch_to_deploy, use_low_precision, use_fp32
 from fasternet_mm.benchmark import (autocast_run, dump_report, gemm_gflops,
                                     interleaved_medians,
                                     saved_activation_bytes, timm_features,
@@ -200,7 +200,7 @@ def detector_section(args, report):
 
         def run():
             if bf16:
-                use_bf16(model)
+                use_low_precision(model)
             try:
                 return model(
                     image, [dummy_sample('mmdet', *shape)], mode='predict')
@@ -543,7 +543,7 @@ def training_batch(batch, shape, boxes, device, seed=0):
 def amp_train_section(args, report, shape=(256, 256), batch=4, boxes=4):
     """``tools/train.py --amp`` on a CPU: one training step of the demo's
     Mask R-CNN (T0, 64-channel heads) in fp32 against bf16 by parts
-    (Bf16TrainingHook's use_bf16), interleaved."""
+    (Bf16TrainingHook's use_low_precision), interleaved."""
     from mmengine.config import Config
     from mmengine.model import revert_sync_batchnorm
     init_default_scope('mmdet')
@@ -556,7 +556,7 @@ def amp_train_section(args, report, shape=(256, 256), batch=4, boxes=4):
 
         def run():
             if bf16:
-                use_bf16(model)
+                use_low_precision(model)
             try:
                 losses = model(images, samples, mode='loss')
                 sum(v.sum() if torch.is_tensor(v) else sum(v)
