@@ -1,7 +1,8 @@
 """Mixed precision by parts: ``use_low_precision(model)`` runs the backbone,
 neck and heads under bf16 (or fp16) autocast, while the heads' predictor
 layers, RoIAlign, NMS and the other post-processing stay in fp32;
-``use_fp32`` undoes it. Forward hooks do the work, so state-dict keys never change.
+``use_fp32`` undoes it. Forward hooks do the work, so state-dict keys never
+change.
 """
 import re
 from typing import List, Optional, Sequence
