@@ -7,8 +7,9 @@ from helpers import REPO, build, load_tool
 from mmengine.config import Config
 
 from fasternet_mm import use_low_precision
-from fasternet_mm.benchmark import interleaved_medians, timm_peer
-from fasternet_mm.complexity import count_parameters, relative_error
+from fasternet_mm.benchmark import interleaved_medians
+from fasternet_mm.complexity import count_parameters
+from fasternet_mm.testing import relative_error, timm_peer
 
 
 def test_interleaved_medians_rotates_the_order():

@@ -10,9 +10,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from fasternet_mm import (FasterNet, GatherRoIAlign, switch_to_deploy,
                           use_fp32, use_low_precision)
-from fasternet_mm.complexity import relative_error
 from fasternet_mm.models.layers import fuse_conv_bn
 from fasternet_mm.precision import low_precision_parts, predictor_layers
+from fasternet_mm.testing import relative_error
 
 MASK_RCNN = 'configs/mask_rcnn_fasternet_t0.py'
 

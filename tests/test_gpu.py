@@ -13,8 +13,8 @@ from helpers import (LOSS_FALL, SHORT_DET_TRAINING, build, forward_once,
 from mmengine.config import Config
 
 from fasternet_mm import FasterNet, switch_to_deploy, use_low_precision
-from fasternet_mm.complexity import relative_error
 from fasternet_mm.shapes import generate
+from fasternet_mm.testing import relative_error
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason='needs a CUDA device')

@@ -22,15 +22,15 @@ import os.path as osp
 import torch
 from mmengine.registry import MODELS, init_default_scope
 
-from fasternet_mm import switch_to_deploy, use_low_precision, use_fp32
+from fasternet_mm import switch_to_deploy, use_fp32, use_low_precision
 from fasternet_mm.benchmark import (autocast_run, dump_report, gemm_gflops,
                                     interleaved_medians,
-                                    saved_activation_bytes, timm_features,
-                                    timm_peer)
+                                    saved_activation_bytes)
+from fasternet_mm.builder import dummy_sample
 from fasternet_mm.cli import exit_on_user_error
-from fasternet_mm.complexity import (count_macs, count_parameters,
-                                     dummy_sample, relative_error)
+from fasternet_mm.complexity import count_macs, count_parameters
 from fasternet_mm.preflight import PreflightError
+from fasternet_mm.testing import relative_error, timm_features, timm_peer
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
