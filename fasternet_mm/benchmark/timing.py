@@ -1,8 +1,8 @@
-"""Side-by-side timing of FasterNet implementations, all in one process.
-
-Repetitions are interleaved (a, b, c, a, b, c, ...) so that a noisy machine
-slows every model alike, and medians are reported. See tools/benchmark.py.
-"""
+"""How the benchmark times: repetitions interleaved (a, b, c, a, b, c,
+...) so that a noisy machine slows every model alike, and medians
+reported; the machine's GEMM rate, the activation memory of a training
+step, the kernels that take the most device time, and the report written
+whole or not at all."""
 import json
 import os
 import os.path as osp
@@ -104,3 +104,21 @@ def saved_activation_bytes(run: Callable[[], object]) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         run()
     return sum(storages.values())
+
+
+def top_kernels(run: Callable[[], object],
+                device: str,
+                count: int = 12) -> Dict[str, float]:
+    """The ``count`` kernels that take the most device time in one call of
+    ``run``, in ms: where a deploy form loses to its peer."""
+    from torch.profiler import ProfilerActivity, profile
+    with torch.no_grad():
+        run()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run()
+    totals: Dict[str, float] = {}
+    for event in prof.events():
+        if event.device_type.name == device.upper():
+            totals[event.name] = totals.get(event.name, 0) + \
+                event.device_time_total / 1e3
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:count])
