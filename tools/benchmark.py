@@ -33,7 +33,7 @@ from fasternet_mm.benchmark.gpu import (gpu_detector_section, gpu_section,
                                         gpu_train_section, plot_gpu_throughput)
 from fasternet_mm.benchmark.onnx import onnx_section
 from fasternet_mm.cli import exit_on_user_error
-from fasternet_mm.preflight import PreflightError
+from fasternet_mm.errors import PreflightError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # The demo's Mask R-CNN, whose training step --amp speeds up.
