@@ -8,7 +8,7 @@ export VENV PYTHON TORCH
 .PHONY: setup test demo demo-seg lint bench gpu-check
 
 setup:
-	@bash tools/setup_env.sh
+	@bash tools/setup/setup_env.sh
 
 test: setup
 	$(PY) -m pytest tests
@@ -43,13 +43,13 @@ bench: setup
 # (mmcv built for the local GPU unless cached; at most 8 min), the GPU
 # benchmark (2.5 min) and then the GPU tests (4 min), each under its own
 # limit; one JSON in work_dirs/gpu_check/.  Offline:
-# FASTERNET_MM_WHEELHOUSE=DIR (tools/device_wheels.sh DIR).  Example:
+# FASTERNET_MM_WHEELHOUSE=DIR (tools/setup/device_wheels.sh DIR).  Example:
 #   make gpu-check PY=python3
 # Where one command may run at most 10 minutes, two runs on the same
 # machine; the second adds its steps to the first's JSON:
 #   make gpu-check PY=python3 GPU_CHECK_ARGS="--only setup,bench --budget 570"
 #   make gpu-check PY=python3 GPU_CHECK_ARGS="--only tests --budget 570"
-# (python3 tools/gpu_check.py --help tells the limits.)
+# (python3 tools/setup/gpu_check.py --help tells the limits.)
 gpu-check:
 	@command -v $(PY) >/dev/null || { echo "gpu-check: no Python '$(PY)'; name one with torch and CUDA: make gpu-check PY=python3" >&2; exit 1; }
-	@$(PY) tools/gpu_check.py $(GPU_CHECK_ARGS)
+	@$(PY) tools/setup/gpu_check.py $(GPU_CHECK_ARGS)

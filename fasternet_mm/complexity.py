@@ -1,28 +1,12 @@
-"""Measuring a model: its parameters, weight bytes and multiply-adds, and
-how far two sets of its outputs differ; plus the dummy data sample that
-runs a detector or segmentor without a dataset. The tools, the benchmark
-and the tests all measure with these."""
-from typing import Dict, Optional, Sequence
+"""Measuring a model: its parameters, weight bytes and multiply-adds. The
+tools, the benchmark and the tests all measure with these."""
+from typing import Dict, Optional
 
 import torch
 from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
-
-def dummy_sample(scope: str, height: int, width: int):
-    """A DetDataSample (``scope='mmdet'``) or SegDataSample for an unpadded,
-    unscaled ``height`` x ``width`` image, for predict or tensor mode."""
-    meta = dict(
-        img_shape=(height, width),
-        ori_shape=(height, width),
-        pad_shape=(height, width),
-        batch_input_shape=(height, width),
-        scale_factor=(1.0, 1.0))
-    if scope == 'mmdet':
-        from mmdet.structures import DetDataSample
-        return DetDataSample(metainfo=meta)
-    from mmseg.structures import SegDataSample
-    return SegDataSample(metainfo=meta)
+from .builder import dummy_sample
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -82,15 +66,6 @@ def count_complexity(model: nn.Module,
             if flops.get(f'model.{name}', 0) > 0
         }
     return result
-
-
-def relative_error(outputs: Sequence[torch.Tensor],
-                   reference: Sequence[torch.Tensor]) -> float:
-    """Largest ``|a - b| / max |b|`` over matching tensors, in float32."""
-    return max(
-        float((a.float() - b.float()).abs().max() /
-              b.float().abs().max().clamp(min=1e-12))
-        for a, b in zip(outputs, reference))
 
 
 class _TensorMode(nn.Module):

@@ -17,10 +17,11 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
+from .builder import build_model
 from .checkpoint import read_checkpoint, unwrap_state_dict
-from .complexity import relative_error
 from .deploy import switch_to_deploy
 from .errors import CheckpointError, ExportError
+from .testing import relative_error
 
 PARTS = ('model', 'rpn')
 
@@ -62,12 +63,7 @@ def build_deploy_model(cfg, checkpoint: Optional[str] = None) -> nn.Module:
     (a file or URL of whole-model weights, read weights-only), or random
     ones without it (then nothing is downloaded), in deploy form and eval
     mode."""
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import MODELS, init_default_scope
-
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    # No init_weights(): it would download the pretrained backbone.
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg)
     if checkpoint is not None:
         state_dict = unwrap_state_dict(read_checkpoint(checkpoint))
         fits = f'The checkpoint {checkpoint!r} does not fit the ' \
@@ -82,7 +78,7 @@ def build_deploy_model(cfg, checkpoint: Optional[str] = None) -> nn.Module:
             raise CheckpointError(
                 f'{fits}: {len(missing)} missing keys {missing[:5]}, '
                 f'{len(unexpected)} unexpected keys {unexpected[:5]}')
-    return switch_to_deploy(revert_sync_batchnorm(model))
+    return switch_to_deploy(model)
 
 
 def _flatten(name: str, outputs) -> List[Tuple[str, torch.Tensor]]:

@@ -18,7 +18,7 @@ from mmengine.model import is_model_wrapper
 
 from .checkpoint import from_weights_only_form, to_weights_only_form
 from .deploy import switch_to_deploy
-from .precision import use_bf16, use_fp32
+from .precision import use_fp32, use_low_precision
 from .registry import HOOKS
 
 
@@ -161,8 +161,8 @@ class InferenceFormHook(Hook):
         deploy (bool): Fold BN into convs and swap mmcv's RoIAlign for
             GatherRoIAlign (``fasternet_mm.switch_to_deploy``).
         bf16 (str, optional): ``'all'`` runs the backbone, neck and heads
-            under bf16 autocast (``fasternet_mm.use_bf16``), ``'backbone'``
-            the backbone only; None keeps fp32.
+            under bf16 autocast (``fasternet_mm.use_low_precision``),
+            ``'backbone'`` the backbone only; None keeps fp32.
     """
 
     priority = 'VERY_LOW'
@@ -181,9 +181,9 @@ class InferenceFormHook(Hook):
         if self.deploy:
             switch_to_deploy(model)
         if self.bf16 == 'all':
-            use_bf16(model)
+            use_low_precision(model)
         elif self.bf16 == 'backbone':
-            use_bf16(model, ['backbone'])
+            use_low_precision(model, ['backbone'])
 
 
 @HOOKS.register_module()
@@ -191,9 +191,9 @@ class Bf16TrainingHook(Hook):
     """Mixed-precision training on a CPU (``tools/train.py --amp``): the
     backbone, neck and heads run under bf16 autocast, while their predictor
     layers, the losses, RoIAlign, NMS and the other box and mask
-    post-processing stay fp32 (:func:`fasternet_mm.use_bf16`). The weights
-    and the optimizer stay fp32. bf16 has fp32's exponent range, so no loss
-    scaler is needed. Validation inside training runs in fp32.
+    post-processing stay fp32 (:func:`fasternet_mm.use_low_precision`). The
+    weights and the optimizer stay fp32. bf16 has fp32's exponent range, so
+    no loss scaler is needed. Validation inside training runs in fp32.
 
     MMEngine's ``AmpOptimWrapper`` runs on CUDA, NPU, MLU and MUSA only; on
     those, ``--amp`` keeps it (fp16 with a dynamic loss scale).
@@ -206,7 +206,7 @@ class Bf16TrainingHook(Hook):
 
     def before_train(self, runner) -> None:
         self.training = True
-        parts = use_bf16(_unwrap(runner.model))
+        parts = use_low_precision(_unwrap(runner.model))
         runner.logger.info(f'--amp: training {parts} under bf16 autocast; '
                            f'predictor layers, losses and post-processing '
                            f'in fp32')
@@ -216,7 +216,7 @@ class Bf16TrainingHook(Hook):
 
     def after_val(self, runner) -> None:
         if self.training:
-            use_bf16(_unwrap(runner.model))
+            use_low_precision(_unwrap(runner.model))
 
     def after_train(self, runner) -> None:
         self.training = False

@@ -1,7 +1,8 @@
-"""Mixed precision by parts: ``use_bf16(model)`` runs the backbone, neck
-and heads under bf16 (or fp16) autocast, while the heads' predictor layers,
-RoIAlign, NMS and the other post-processing stay in fp32; ``use_fp32``
-undoes it. Forward hooks do the work, so state-dict keys never change.
+"""Mixed precision by parts: ``use_low_precision(model)`` runs the backbone,
+neck and heads under bf16 (or fp16) autocast, while the heads' predictor
+layers, RoIAlign, NMS and the other post-processing stay in fp32;
+``use_fp32`` undoes it. Forward hooks do the work, so state-dict keys never
+change.
 """
 import re
 from typing import List, Optional, Sequence
@@ -64,8 +65,9 @@ _PREDICTOR = re.compile(r'(^|_)(cls|reg|logits|seg|centerness|obj)$')
 def predictor_layers(model: nn.Module, parts: Sequence[str]) -> List[str]:
     """The convs and linears inside ``parts`` that make a head's
     predictions (by mmdet's and mmseg's naming, a list of them counting as
-    its members). :func:`use_bf16` keeps them in fp32: they are a sliver of
-    the work, and in bf16 they cost box AP (demo: 0.690 against 0.696)."""
+    its members). :func:`use_low_precision` keeps them in fp32: they are a
+    sliver of the work, and in bf16 they cost box AP (demo: 0.690 against
+    0.696)."""
     names = dict(model.named_modules())
     layers = []
     for part in parts:
@@ -82,11 +84,11 @@ def predictor_layers(model: nn.Module, parts: Sequence[str]) -> List[str]:
     return layers
 
 
-def bf16_parts(model: nn.Module) -> List[str]:
-    """The parts of a detector or segmentor that :func:`use_bf16` runs in
-    low precision by default: the backbone, the neck and every innermost
-    ``*_head`` (a list of heads counts as its members), never the RoI
-    extractors or the post-processing."""
+def low_precision_parts(model: nn.Module) -> List[str]:
+    """The parts of a detector or segmentor that :func:`use_low_precision`
+    runs in low precision by default: the backbone, the neck and every
+    innermost ``*_head`` (a list of heads counts as its members), never the
+    RoI extractors or the post-processing."""
     names = dict(model.named_modules())
     parts = []
     for name, module in names.items():
@@ -109,10 +111,11 @@ def bf16_parts(model: nn.Module) -> List[str]:
     return parts
 
 
-def use_bf16(model: nn.Module,
-             parts: Optional[Sequence[str]] = None,
-             dtype: torch.dtype = torch.bfloat16,
-             fp32_layers: Optional[Sequence[str]] = None) -> List[str]:
+def use_low_precision(model: nn.Module,
+                      parts: Optional[Sequence[str]] = None,
+                      dtype: torch.dtype = torch.bfloat16,
+                      fp32_layers: Optional[Sequence[str]] = None
+                      ) -> List[str]:
     """Run parts of ``model`` under autocast to ``dtype``, in place; each
     part hands fp32 outputs on, so RoIAlign, NMS and the other
     post-processing stay in fp32.
@@ -120,7 +123,7 @@ def use_bf16(model: nn.Module,
     Args:
         model (nn.Module): A detector, segmentor or backbone.
         parts (Sequence[str], optional): Dotted submodule names; ``''`` is
-            the model itself. Defaults to :func:`bf16_parts`.
+            the model itself. Defaults to :func:`low_precision_parts`.
         dtype (torch.dtype): ``torch.bfloat16`` (CPU or GPU) or
             ``torch.float16`` (GPU).
         fp32_layers (Sequence[str], optional): Submodules inside the parts
@@ -133,7 +136,7 @@ def use_bf16(model: nn.Module,
     if dtype not in (torch.bfloat16, torch.float16):
         raise ValueError(f'dtype must be torch.bfloat16 or torch.float16, '
                          f'got {dtype}')
-    parts = bf16_parts(model) if parts is None else list(parts)
+    parts = low_precision_parts(model) if parts is None else list(parts)
     if fp32_layers is None:
         fp32_layers = predictor_layers(model, parts)
     modules = dict(model.named_modules())
@@ -150,7 +153,7 @@ def use_bf16(model: nn.Module,
 
 
 def use_fp32(model: nn.Module) -> nn.Module:
-    """Undo :func:`use_bf16`."""
+    """Undo :func:`use_low_precision`."""
     for module in model.modules():
         for handle in module.__dict__.pop('_fasternet_precision', ()):
             handle.remove()

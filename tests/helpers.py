@@ -4,11 +4,9 @@ import json
 from pathlib import Path
 
 import torch
-from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import MODELS, init_default_scope
 
-from fasternet_mm.benchmark import randomize_norms  # noqa: F401
-from fasternet_mm.complexity import dummy_sample
+from fasternet_mm.builder import build_model, dummy_sample
+from fasternet_mm.testing import randomize_norms  # noqa: F401
 
 SMALL = (96, 128)
 REPO = Path(__file__).resolve().parents[1]
@@ -72,9 +70,8 @@ def load_tool(name):
 
 
 def build(cfg):
-    init_default_scope(cfg.default_scope)
-    cfg.model.backbone.init_cfg = None
-    return revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
+    """The model of ``cfg`` with random weights, in eval mode."""
+    return build_model(cfg).eval()
 
 
 def forward_once(model, scope, size=SMALL):

@@ -6,9 +6,10 @@ import torch
 from helpers import REPO, build, load_tool
 from mmengine.config import Config
 
-from fasternet_mm import use_bf16
-from fasternet_mm.benchmark import interleaved_medians, timm_peer
-from fasternet_mm.complexity import count_parameters, relative_error
+from fasternet_mm import use_low_precision
+from fasternet_mm.benchmark import interleaved_medians
+from fasternet_mm.complexity import count_parameters
+from fasternet_mm.testing import relative_error, timm_peer
 
 
 def test_interleaved_medians_rotates_the_order():
@@ -40,7 +41,7 @@ def test_timm_peer_has_the_same_weights():
 
 def test_bf16_backbone_hands_on_fp32():
     _, ours = timm_peer('t0')
-    use_bf16(ours, [""])
+    use_low_precision(ours, [""])
     outputs = ours(torch.rand(1, 3, 64, 64))
     assert all(o.dtype == torch.float32 for o in outputs)
 
@@ -52,8 +53,8 @@ def test_saved_activation_bytes_counts_what_backward_keeps():
     assert saved_activation_bytes(lambda: x.sin().sum()) == 4000
 
 
-def recorded_medians(monkeypatch, tool):
-    """Make ``tool`` time with an ``interleaved_medians`` that keeps what
+def recorded_medians(monkeypatch, module):
+    """Make ``module`` time with an ``interleaved_medians`` that keeps what
     each call returned: the seconds a report must be computed from."""
     medians = []
 
@@ -61,19 +62,20 @@ def recorded_medians(monkeypatch, tool):
         medians.append(interleaved_medians(*args, **kwargs))
         return medians[-1]
 
-    monkeypatch.setattr(tool, 'interleaved_medians', record)
+    monkeypatch.setattr(module, 'interleaved_medians', record)
     return medians
 
 
 def test_gpu_section_runs_on_any_device(monkeypatch):
     pytest.importorskip('timm')
-    benchmark = load_tool('benchmark')
-    medians = recorded_medians(monkeypatch, benchmark)
-    args = benchmark.parse_args(['--arch', 't0', '--repeats', '1'])
+    from fasternet_mm.benchmark import gpu as gpu_benchmark
+    from fasternet_mm.benchmark.gpu import gpu_section, gpu_train_section
+    medians = recorded_medians(monkeypatch, gpu_benchmark)
     report = {}
-    benchmark.gpu_section(
-        args,
+    gpu_section(
         report,
+        't0',
+        repeats=1,
         device='cpu',
         batches=(1, 2),
         shape=(64, 64),
@@ -95,8 +97,8 @@ def test_gpu_section_runs_on_any_device(monkeypatch):
             assert ratios['over_timm_channels_last'] == pytest.approx(
                 seconds['timm_channels_last_bfloat16'] / seconds[name])
         assert 0 <= entry['errors']['deploy_vs_timm_bfloat16'] < 0.05
-    benchmark.gpu_train_section(
-        args, report, device='cpu', batch=2, shape=(64, 64))
+    gpu_train_section(
+        report, 't0', repeats=1, device='cpu', batch=2, shape=(64, 64))
     train, seconds = report['gpu_train_step'], medians[-1]
     assert (train['batch'], train['shape']) == (2, [64, 64])
     assert train['ms'] == pytest.approx(
@@ -127,14 +129,14 @@ def test_each_section_is_on_disk_before_the_next_one_runs(
 
     def section(name):
 
-        def run(args, report, **kwargs):
+        def run(report, *args, **kwargs):
             on_disk.append(json.loads(path.read_text())['finished']
                            if path.exists() else None)
             report[name] = 1
 
         return run
 
-    def killed(args, report):
+    def killed(report, *args):
         raise KeyboardInterrupt  # as a time limit would stop it
 
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
@@ -151,16 +153,18 @@ def test_each_section_is_on_disk_before_the_next_one_runs(
     assert not report['complete']
 
 
-def test_benchmark_times_configs_against_each_other(monkeypatch):
+def test_benchmark_times_configs_against_each_other(monkeypatch, tmp_path):
+    from fasternet_mm.benchmark import detector
     benchmark = load_tool('benchmark')
-    medians = recorded_medians(monkeypatch, benchmark)
+    medians = recorded_medians(monkeypatch, detector)
     names = ('mask_rcnn_fasternet_t0_shapes',
              'mask_rcnn_fasternet_t0_pconv_fpn_shapes')
     configs = [str(REPO / f'configs/demo/{name}.py') for name in names]
-    args = benchmark.parse_args(
-        ['--repeats', '1', '--config-shape', '96x128', '--configs'] + configs)
-    report = {}
-    benchmark.configs_section(args, report)
+    benchmark.main([
+        '--repeats', '1', '--config-shape', '96x128', '--out',
+        str(tmp_path), '--configs'
+    ] + configs)
+    report = json.loads((tmp_path / 'benchmark_configs.json').read_text())
     section, (seconds, ) = report['configs'], medians
     assert section['shape'] == [96, 128]
     assert set(section['ms']) == {

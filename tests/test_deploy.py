@@ -9,10 +9,10 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fasternet_mm import (FasterNet, GatherRoIAlign, switch_to_deploy,
-                          use_bf16, use_fp32)
-from fasternet_mm.complexity import relative_error
+                          use_fp32, use_low_precision)
 from fasternet_mm.models.layers import fuse_conv_bn
-from fasternet_mm.precision import bf16_parts, predictor_layers
+from fasternet_mm.precision import low_precision_parts, predictor_layers
+from fasternet_mm.testing import relative_error
 
 MASK_RCNN = 'configs/mask_rcnn_fasternet_t0.py'
 
@@ -157,7 +157,7 @@ def test_fasternet_deploy_form_with_variances_near_eps():
     assert error <= 1e-4, error
 
 
-def test_use_bf16_again_replaces_the_earlier_parts():
+def test_use_low_precision_again_replaces_the_earlier_parts():
     model = nn.ModuleDict(
         dict(
             backbone=nn.Sequential(nn.Linear(4, 4)),
@@ -168,18 +168,18 @@ def test_use_bf16_again_replaces_the_earlier_parts():
             lambda module, args, output, name=name: dtypes.__setitem__(
                 name, output.dtype))
     x = torch.rand(2, 4)
-    use_bf16(model, ['backbone', 'neck'])
+    use_low_precision(model, ['backbone', 'neck'])
     model['neck'](model['backbone'](x))
     assert dtypes == dict(backbone=torch.bfloat16, neck=torch.bfloat16)
-    use_bf16(model, ['backbone'])
+    use_low_precision(model, ['backbone'])
     model['neck'](model['backbone'](x))
     assert dtypes == dict(backbone=torch.bfloat16, neck=torch.float32)
     assert not model['neck']._forward_pre_hooks
     assert len(model['backbone']._forward_pre_hooks) == 1
 
 
-def test_bf16_parts_of_detectors_and_segmentors():
-    assert bf16_parts(small_mask_rcnn()) == [
+def test_low_precision_parts_of_detectors_and_segmentors():
+    assert low_precision_parts(small_mask_rcnn()) == [
         'backbone', 'neck', 'rpn_head', 'roi_head.bbox_head',
         'roi_head.mask_head'
     ]
@@ -187,16 +187,16 @@ def test_bf16_parts_of_detectors_and_segmentors():
                           'coco.py')
     cfg.model.backbone.arch = 't0'
     cfg.model.neck.in_channels = [40, 80, 160, 320]
-    parts = bf16_parts(build(cfg))
+    parts = low_precision_parts(build(cfg))
     assert parts[:3] == ['backbone', 'neck', 'rpn_head']
     assert [p for p in parts if 'bbox_head' in p
             ] == [f'roi_head.bbox_head.{i}' for i in range(3)]
     cfg = Config.fromfile('configs/upernet_fasternet_s_ade20k.py')
-    assert bf16_parts(
+    assert low_precision_parts(
         build(cfg)) == ['backbone', 'decode_head', 'auxiliary_head']
 
 
-def test_use_bf16_runs_parts_in_bf16_and_hands_on_fp32():
+def test_use_low_precision_runs_parts_in_bf16_and_hands_on_fp32():
     model = small_mask_rcnn()
     seen, features = {}, []
 
@@ -216,7 +216,7 @@ def test_use_bf16_runs_parts_in_bf16_and_hands_on_fp32():
         lambda module, args, output: features.append(output))
     torch.manual_seed(0)
     expected = forward_once(model, 'mmdet')[0].pred_instances
-    use_bf16(model)
+    use_low_precision(model)
     seen.clear()
     torch.manual_seed(0)
     result = forward_once(model, 'mmdet')[0].pred_instances
@@ -241,20 +241,20 @@ def test_use_bf16_runs_parts_in_bf16_and_hands_on_fp32():
 
 def test_predictor_layers_of_detectors_and_segmentors():
     model = small_mask_rcnn()
-    assert predictor_layers(model, bf16_parts(model)) == [
+    assert predictor_layers(model, low_precision_parts(model)) == [
         'rpn_head.rpn_cls', 'rpn_head.rpn_reg', 'roi_head.bbox_head.fc_cls',
         'roi_head.bbox_head.fc_reg', 'roi_head.mask_head.conv_logits'
     ]
     cfg = Config.fromfile('configs/upernet_fasternet_s_ade20k.py')
     model = build(cfg)
-    assert predictor_layers(model, bf16_parts(model)) == [
+    assert predictor_layers(model, low_precision_parts(model)) == [
         'decode_head.conv_seg', 'auxiliary_head.conv_seg'
     ]
 
 
 def test_autocast_ends_when_a_part_raises():
     model = torch.nn.ModuleDict(dict(backbone=torch.nn.Linear(4, 4)))
-    use_bf16(model)
+    use_low_precision(model)
     with pytest.raises(RuntimeError):
         model.backbone(torch.rand(3, 5))
     assert not torch.is_autocast_enabled('cpu')
@@ -264,15 +264,15 @@ def test_autocast_ends_when_a_part_raises():
 @pytest.mark.parametrize('kwargs, pattern',
                          [(dict(parts=['backbone', 'nek']), r"\['nek'\]"),
                           (dict(dtype=torch.float64), 'torch.float64')])
-def test_use_bf16_names_bad_arguments(kwargs, pattern):
+def test_use_low_precision_names_bad_arguments(kwargs, pattern):
     model = torch.nn.ModuleDict(dict(backbone=torch.nn.Linear(4, 4)))
     with pytest.raises(ValueError, match=pattern):
-        use_bf16(model, **kwargs)
+        use_low_precision(model, **kwargs)
 
 
 def test_use_fp32_removes_every_hook():
     model = torch.nn.ModuleDict(dict(fc_cls=torch.nn.Linear(4, 4)))
-    use_bf16(model, parts=['fc_cls'], fp32_layers=['fc_cls'])
+    use_low_precision(model, parts=['fc_cls'], fp32_layers=['fc_cls'])
     assert len(model.fc_cls._forward_hooks) == 2
     use_fp32(model)
     assert not model.fc_cls._forward_hooks

@@ -15,7 +15,8 @@ from mmengine.structures import InstanceData
 from test_swap import MMSEG_SWAPS, swapped
 
 from fasternet_mm import GatherRoIAlign, switch_to_deploy
-from fasternet_mm.complexity import dummy_sample, relative_error
+from fasternet_mm.builder import dummy_sample
+from fasternet_mm.testing import relative_error
 
 # Stride 4 gives a 40x56 map: channels-last under the CPU rule too.
 SIZE = (160, 224)

@@ -8,9 +8,9 @@ from helpers import randomize_norms
 from torch import nn
 
 import fasternet_mm
-from fasternet_mm.complexity import relative_error
 from fasternet_mm.models import (FasterNetBlock, FasterNetCSPLayer,
                                  FasterNetPAFPN, PartialConvPointwise)
+from fasternet_mm.testing import relative_error
 
 WIDTHS = [24, 48, 96]
 N_DIV = 4

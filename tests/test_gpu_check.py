@@ -11,7 +11,7 @@ import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 spec = importlib.util.spec_from_file_location(
-    'gpu_check', osp.join(ROOT, 'tools', 'gpu_check.py'))
+    'gpu_check', osp.join(ROOT, 'tools', 'setup', 'gpu_check.py'))
 gpu_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpu_check)
 
@@ -20,8 +20,13 @@ spec.loader.exec_module(gpu_check)
 def test_without_cuda_it_says_so_in_one_line(tmp_path):
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, 'tools/gpu_check.py', '--out', str(tmp_path / 'o')],
-        cwd=ROOT, capture_output=True, text=True)
+        [
+            sys.executable, 'tools/setup/gpu_check.py', '--out',
+            str(tmp_path / 'o')
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True)
     assert result.returncode == 1
     assert result.stdout == ''
     assert result.stderr.splitlines() == [result.stderr.strip()]
@@ -104,7 +109,7 @@ class FakeMachine:
 
     def run_step(self, cmd, limit, log_path, env=None):
         out = osp.dirname(log_path)
-        step = ('setup' if 'tools/setup_env.sh' in cmd else
+        step = ('setup' if 'tools/setup/setup_env.sh' in cmd else
                 'bench' if 'tools/benchmark.py' in cmd else 'tests')
         self.calls.append((step, limit))
         cut = self.seconds[step] > limit

@@ -1,5 +1,5 @@
-"""tools/mmcv_wheel.sh, the parts of the set-up that show the mmcv build's
-progress and strip its wheel, on small inputs."""
+"""tools/setup/mmcv_wheel.sh, the parts of the set-up that show the mmcv
+build's progress and strip its wheel, on small inputs."""
 import os
 import shutil
 import subprocess
@@ -28,9 +28,9 @@ BUILD_LOG = ''.join(
 
 
 def shell(script, *args, stdin='', check=True):
-    """``script`` in bash with tools/mmcv_wheel.sh sourced."""
+    """``script`` in bash with tools/setup/mmcv_wheel.sh sourced."""
     return subprocess.run(
-        ['bash', '-c', f'source tools/mmcv_wheel.sh; {script}', 'bash',
+        ['bash', '-c', f'source tools/setup/mmcv_wheel.sh; {script}', 'bash',
          *map(str, args)],
         cwd=REPO, input=stdin, capture_output=True, text=True, check=check)
 

@@ -52,9 +52,9 @@ def test_det_demo_trains_reloads_and_evaluates(shapes, tmp_path):
                       *options)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = last_metrics(work_dir)
-    # The deploy form under use_bf16 (backbone, neck, heads) scores as the
-    # training form does: at most 0.017 bbox and 0.027 segm mAP apart over
-    # the runs that set LOSS_FALL.
+    # The deploy form under use_low_precision (backbone, neck, heads) scores
+    # as the training form does: at most 0.017 bbox and 0.027 segm mAP apart
+    # over the runs that set LOSS_FALL.
     result = run_tool('test.py', DET_DEMO, checkpoint, '--work-dir',
                       tmp_path / 'deploy', '--deploy', '--bf16', *options)
     assert result.returncode == 0, result.stderr[-3000:]

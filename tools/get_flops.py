@@ -11,9 +11,8 @@ docs/benchmarks.md#flops compares the counts with the paper's.
 import argparse
 
 from mmengine.config import DictAction
-from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import MODELS, init_default_scope
 
+from fasternet_mm.builder import build_model
 from fasternet_mm.cli import exit_on_user_error, load_config
 from fasternet_mm.complexity import count_complexity
 from fasternet_mm.errors import PreflightError
@@ -55,10 +54,7 @@ def main(argv=None):
         height = -(-height // args.size_divisor) * args.size_divisor
         width = -(-width // args.size_divisor) * args.size_divisor
     cfg = load_config(args.config, args.cfg_options, 'none', None)
-    init_default_scope(cfg.default_scope)
-    # Counting needs no pretrained weights.
-    cfg.model.backbone.init_cfg = None
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model = build_model(cfg)
     result = count_complexity(model, cfg.default_scope, height, width,
                               args.backbone_only, args.by_part)
     print(f'Config: {args.config}')

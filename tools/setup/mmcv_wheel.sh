@@ -1,6 +1,6 @@
-# Functions for building the mmcv wheel, sourced by tools/setup_env.sh.
+# Functions for building the mmcv wheel, sourced by tools/setup/setup_env.sh.
 # Each can be called on its own, e.g.
-#   bash -c 'source tools/mmcv_wheel.sh; build_progress 10 0' < build.log
+#   bash -c 'source tools/setup/mmcv_wheel.sh; build_progress 10 0' < build.log
 
 log() { printf '[setup] %s\n' "$*"; }
 die() { log "$*"; exit 1; }

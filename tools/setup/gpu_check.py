@@ -3,7 +3,7 @@
 Run by ``make gpu-check PY=python3`` with a Python that already has torch
 with CUDA.  Its steps, in this order, each under its own time limit:
 
-1. ``setup`` (``--setup-limit``, 8 min): ``tools/setup_env.sh`` with
+1. ``setup`` (``--setup-limit``, 8 min): ``tools/setup/setup_env.sh`` with
    ``VENV=`` (this Python as it is): installs the OpenMMLab stack and builds
    mmcv for the visible GPU unless a working one is installed or cached
    (``FASTERNET_MM_WHEELHOUSE`` for an offline one);
@@ -21,8 +21,8 @@ the budget has left once each later step is kept its minimum
 Where one command may run at most 10 minutes, split the check in two runs
 on the same machine (the first leaves mmcv installed for the second):
 
-    python3 tools/gpu_check.py --only setup,bench --budget 570
-    python3 tools/gpu_check.py --only tests --budget 570
+    python3 tools/setup/gpu_check.py --only setup,bench --budget 570
+    python3 tools/setup/gpu_check.py --only tests --budget 570
 
 On a fresh machine the second run is ``--only setup,tests``; where the
 first ran with ``FASTERNET_MM_WHEEL_CACHE=work_dirs/wheels``, the mmcv wheel
@@ -54,7 +54,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BENCH_JSON = 'benchmark_gpu.json'
 REPORT_JSON = 'gpu_check.json'
 NO_TIME = 'no time left in the budget'
@@ -291,7 +291,7 @@ def summarize(report):
 
 def setup_step(args, out, env, limit, report):
     log = osp.join(out, 'setup.log')
-    step = run_step(['bash', 'tools/setup_env.sh'], limit, log, env)
+    step = run_step(['bash', 'tools/setup/setup_env.sh'], limit, log, env)
     with open(log) as f:
         minutes, arch = mmcv_build(f.read())
     report.update(mmcv_build_minutes=minutes, torch_cuda_arch_list=arch)

@@ -10,7 +10,7 @@
 # VENV= (empty) uses $PYTHON as it is: no venv is created and torch is not
 # installed, for a machine whose Python already has torch with CUDA
 # (`make gpu-check PY=python3`).  FASTERNET_MM_WHEELHOUSE=DIR installs offline
-# from DIR (tools/device_wheels.sh fills it), mmcv's sdist included.
+# from DIR (tools/setup/device_wheels.sh fills it), mmcv's sdist included.
 set -euo pipefail
 
 VENV=${VENV-.venv}
@@ -40,10 +40,10 @@ BARE_STACK=(
     ftfy regex pycocotools pytest zlib-ng
 )
 
-here=$(cd "$(dirname "$0")/.." && pwd)
+here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
 # log, die, build_wheel, strip_wheel
-source tools/mmcv_wheel.sh
+source tools/setup/mmcv_wheel.sh
 
 if [[ -n $WHEELHOUSE ]]; then
     [[ -d $WHEELHOUSE ]] || die "FASTERNET_MM_WHEELHOUSE=$WHEELHOUSE is not a directory"
@@ -208,7 +208,7 @@ else
         src=$(mktemp -d)
         if [[ -n $WHEELHOUSE ]]; then
             sdist="$WHEELHOUSE/mmcv-$MMCV_VERSION.tar.gz"
-            [[ -f $sdist ]] || die "no mmcv-$MMCV_VERSION.tar.gz in $WHEELHOUSE (tools/device_wheels.sh puts it there)"
+            [[ -f $sdist ]] || die "no mmcv-$MMCV_VERSION.tar.gz in $WHEELHOUSE (tools/setup/device_wheels.sh puts it there)"
             cp "$sdist" "$src/"
         else
             "${pip[@]}" download --no-deps --no-binary :all: --no-cache-dir \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: tools/device_wheels.sh DIR
+# Usage: tools/setup/device_wheels.sh DIR
 #
 # Run where pip reaches PyPI.  Fills DIR with what an offline GPU machine
 # whose Python already has torch with CUDA still needs to run `make gpu-check`:
@@ -13,7 +13,7 @@
 # copy to an offline machine: past MAX_MIB (32) it warns.
 set -euo pipefail
 
-dir=${1:?usage: tools/device_wheels.sh DIR}
+dir=${1:?usage: tools/setup/device_wheels.sh DIR}
 DEVICE_PYTHON=${DEVICE_PYTHON:-3.12}
 PYTHON=${PYTHON:-python3}
 MMCV_VERSION=${MMCV_VERSION:-2.1.0}

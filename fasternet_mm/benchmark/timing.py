@@ -1,21 +1,16 @@
-"""Side-by-side timing of FasterNet implementations, all in one process.
-
-Repetitions are interleaved (a, b, c, a, b, c, ...) so that a noisy machine
-slows every model alike, and medians are reported. See tools/benchmark.py.
-"""
+"""How the benchmark times: repetitions interleaved (a, b, c, a, b, c,
+...) so that a noisy machine slows every model alike, and medians
+reported; the machine's GEMM rate, the activation memory of a training
+step, the kernels that take the most device time, and the report written
+whole or not at all."""
 import json
 import os
 import os.path as osp
 import tempfile
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence
 
 import torch
-from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-
-from .checkpoint import convert_state_dict
-from .models import FasterNet
 
 
 def dump_report(report: dict, path: str) -> None:
@@ -111,40 +106,19 @@ def saved_activation_bytes(run: Callable[[], object]) -> int:
     return sum(storages.values())
 
 
-def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BatchNorm seeded non-trivial statistics and affine
-    parameters, in place, and return the model in eval mode (so that the
-    statistics are used): with the defaults (mean 0, variance 1, weight 1,
-    bias 0) a BN layer is nearly the identity, and copying its values to
-    the wrong place, or not at all, would not show in the outputs."""
-    generator = torch.Generator().manual_seed(seed)
+def top_kernels(run: Callable[[], object],
+                device: str,
+                count: int = 12) -> Dict[str, float]:
+    """The ``count`` kernels that take the most device time in one call of
+    ``run``, in ms: where a deploy form loses to its peer."""
+    from torch.profiler import ProfilerActivity, profile
     with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, _BatchNorm):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator))
-                module.running_var.copy_(
-                    torch.rand(n, generator=generator) + .5)
-                module.weight.copy_(torch.randn(n, generator=generator))
-                module.bias.copy_(torch.randn(n, generator=generator))
-    return model.eval()
-
-
-def timm_peer(arch: str) -> Tuple[nn.Module, FasterNet]:
-    """timm's ``fasternet_{arch}`` and our backbone with the same weights
-    and drop-path rate (ours without output norms, as timm has none). The
-    BatchNorms get non-default statistics first, so that the outputs agree
-    only if every one of them was mapped to its counterpart."""
-    import timm
-    rate = FasterNet.parse_arch(arch)['drop_path_rate']
-    peer = timm.create_model(
-        f'fasternet_{arch}', pretrained=False, drop_path_rate=rate).eval()
-    randomize_norms(peer)
-    ours = FasterNet(arch=arch, out_norm=False)
-    ours.load_state_dict(convert_state_dict(peer.state_dict(), 'timm'))
-    return peer, ours.eval()
-
-
-def timm_features(peer: nn.Module) -> Callable:
-    """Stage features, as mmseg/mmpretrain's TIMMBackbone would give."""
-    return lambda x: peer.forward_intermediates(x, intermediates_only=True)
+        run()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run()
+    totals: Dict[str, float] = {}
+    for event in prof.events():
+        if event.device_type.name == device.upper():
+            totals[event.name] = totals.get(event.name, 0) + \
+                event.device_time_total / 1e3
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:count])
