@@ -1,7 +1,7 @@
 import importlib
 import warnings
 
-from .csp_layers import FasterNetCSPLayer
+from .csp_layers import FasterNetCSPLayer, PConvNeXtBlock
 from .fasternet import (ConvDownsample, FasterNet, FasterNetBlock,
                         FasterNetStage, PartialConv)
 from .necks import FasterNetPAFPN
@@ -10,7 +10,8 @@ from .pconv_layers import (PartialConvPointwise, partial_conv_layer,
 
 __all__ = [
     'ConvDownsample', 'FasterNet', 'FasterNetBlock', 'FasterNetCSPLayer',
-    'FasterNetPAFPN', 'FasterNetStage', 'PartialConv', 'PartialConvPointwise',
+    'FasterNetPAFPN', 'FasterNetStage', 'PConvNeXtBlock', 'PartialConv',
+    'PartialConvPointwise',
     'partial_conv_layer', 'register_conv_layers', 'register_downstream'
 ]
 
@@ -18,7 +19,7 @@ __all__ = [
 DOWNSTREAM_REGISTRIES = ('mmdet.registry', 'mmseg.registry')
 # The modules registered there under their class names.
 DOWNSTREAM_MODELS = (FasterNet, PartialConv, FasterNetBlock,
-                     FasterNetCSPLayer, FasterNetPAFPN)
+                     FasterNetCSPLayer, FasterNetPAFPN, PConvNeXtBlock)
 
 
 def register_downstream() -> list:
