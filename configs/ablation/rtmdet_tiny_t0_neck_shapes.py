@@ -1,7 +1,7 @@
 # The neck ablation of docs/pconv.md: RTMDet-tiny with FasterNet-T0 on the
 # shapes dataset with a 320-image validation split (tools/make_shapes.py
 # data/shapes_neck --num-val 320), trained as the stock
-# ../demo/rtmdet_tiny_shapes.py. Each variant of this folder changes only
+# ./rtmdet_tiny_shapes.py. Each variant of this folder changes only
 # the neck; this one is the shipped FasterNetPAFPN design: PConvNeXt blocks
 # (PConv + pointwise conv, then a 5x5 depthwise-separable conv) and 5x5
 # depthwise-separable output convs.
