@@ -118,7 +118,7 @@ def test_downstream_names_are_every_class_of_the_scope():
     }
     assert classes == {
         'FasterNet', 'PartialConv', 'FasterNetBlock', 'FasterNetCSPLayer',
-        'FasterNetPAFPN'
+        'FasterNetPAFPN', 'PConvNeXtBlock'
     }
     for name in classes:
         assert mmdet_models.get(name) is MODELS.get(name)

@@ -1,21 +1,26 @@
 # Copyright (c) fasternet_mm contributors. Licensed under the MIT licence.
-"""A Cross Stage Partial layer whose bottlenecks are FasterNet blocks.
+"""A Cross Stage Partial layer whose bottlenecks use PConv.
 
 The CSP layout follows CSPNet (Wang et al., CVPRW 2020) as mmdet's
-``CSPLayer`` uses it; the bottlenecks are :class:`FasterNetBlock`, as in the
+``CSPLayer`` uses it. The bottlenecks are either :class:`PConvNeXtBlock`
+(CSPNeXt's block with its dense 3x3 conv as PConv + pointwise conv, then
+its 5x5 depthwise-separable conv) or :class:`FasterNetBlock`, as in the
 "C2f_Faster"-style blocks that public YOLO ports pair with PConv. Written
 from scratch for this package.
 """
 from typing import Dict, Optional
 
 import torch
-from mmcv.cnn import ConvModule
+from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
 from mmengine.model import BaseModule
 from torch import nn
 
 from ...registry import MODELS
 from .bn_folding import fold_conv_module_norm
 from .fasternet_block import FasterNetBlock
+from .partial_conv import CONV_LAYER_NAME
+
+BLOCK_TYPES = ('pconvnext', 'fasternet')
 
 
 class DeployableMixin:
@@ -49,15 +54,93 @@ class DeployableMixin:
 
 
 @MODELS.register_module()
+class PConvNeXtBlock(DeployableMixin, BaseModule):
+    """CSPNeXt's bottleneck with PConv in place of its dense 3x3 conv.
+
+    A 3x3 conv in its PConv form (PConv on ``in_channels // n_div``
+    channels, then a pointwise conv to the hidden width, BN and activation),
+    then a ``kernel_size`` depthwise-separable conv (depthwise conv, BN,
+    activation, pointwise conv, BN, activation), plus the input when
+    ``add_identity`` and the widths match. The depthwise conv mixes space
+    on every channel; PConv mixes it on a part of them at a fraction of the
+    dense conv's cost.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        expansion (float): Hidden width relative to ``out_channels``.
+            Defaults to 1.0, as in the CSP layers of mmdet's necks.
+        n_div (int): PConv convolves ``in_channels // n_div`` channels.
+            Defaults to 4.
+        kernel_size (int): Kernel of the depthwise conv. Defaults to 5.
+        add_identity (bool): Add the input to the output when the widths
+            match. Defaults to True.
+        conv_cfg (dict, optional): Config of the depthwise-separable conv.
+            Defaults to None (``nn.Conv2d``).
+        norm_cfg (dict): Config of every norm layer. Defaults to
+            ``dict(type='BN', momentum=0.03, eps=0.001)``.
+        act_cfg (dict): Config of every activation. Defaults to
+            ``dict(type='SiLU')``.
+        init_cfg (dict | list[dict], optional): Initialization config.
+            Defaults to None.
+
+    Example:
+        >>> import torch
+        >>> block = PConvNeXtBlock(32, 32).eval()
+        >>> tuple(block(torch.rand(1, 32, 13, 17)).shape)
+        (1, 32, 13, 17)
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 expansion: float = 1.0,
+                 n_div: int = 4,
+                 kernel_size: int = 5,
+                 add_identity: bool = True,
+                 conv_cfg: Optional[Dict] = None,
+                 norm_cfg: Dict = dict(type='BN', momentum=0.03, eps=0.001),
+                 act_cfg: Dict = dict(type='SiLU'),
+                 init_cfg: Optional[Dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if not isinstance(kernel_size, int) or kernel_size % 2 != 1:
+            raise ValueError(f'kernel_size must be an odd int, got '
+                             f'{kernel_size!r}')
+        hidden_channels = int(out_channels * expansion)
+        self.conv1 = ConvModule(
+            in_channels,
+            hidden_channels,
+            3,
+            padding=1,
+            conv_cfg=dict(type=f'fasternet_mm.{CONV_LAYER_NAME}', n_div=n_div),
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg)
+        self.conv2 = DepthwiseSeparableConvModule(
+            hidden_channels,
+            out_channels,
+            kernel_size,
+            padding=kernel_size // 2,
+            conv_cfg=conv_cfg,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg)
+        self.add_identity = add_identity and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(self.conv1(x))
+        return out + x if self.add_identity else out
+
+
+@MODELS.register_module()
 class FasterNetCSPLayer(DeployableMixin, BaseModule):
-    """Cross Stage Partial layer with FasterNet blocks as its bottlenecks.
+    """Cross Stage Partial layer whose bottlenecks use PConv.
 
     Two 1x1 convs split the input into a main and a short path of
     ``int(out_channels * expand_ratio)`` channels each. The main path runs
-    through ``num_blocks`` :class:`FasterNetBlock` (PConv, then a pointwise
-    MLP, plus the residual); a 1x1 conv fuses both paths into
-    ``out_channels``. PConv keeps stride 1 and its channel count, so the
-    channel changes all happen in the 1x1 convs.
+    through ``num_blocks`` bottlenecks; a 1x1 conv fuses both paths into
+    ``out_channels``. The bottleneck is :class:`PConvNeXtBlock` (PConv +
+    pointwise conv, then a 5x5 depthwise-separable conv; as mmdet's CSP
+    layers with CSPNeXt blocks) or :class:`FasterNetBlock` (PConv, then a
+    pointwise MLP, plus the residual).
 
     Args:
         in_channels (int): Input channels.
@@ -67,17 +150,23 @@ class FasterNetCSPLayer(DeployableMixin, BaseModule):
         num_blocks (int): Number of FasterNet blocks. Defaults to 1.
         n_div (int): PConv convolves ``channels // n_div`` of each block's
             channels. Defaults to 4.
-        mlp_ratio (float): Hidden width of each block's MLP. Defaults to 2.
-        drop_path_rate (float): Stochastic depth rate of every block.
-            Defaults to 0.
+        block_type (str): ``'pconvnext'`` or ``'fasternet'``. Defaults to
+            ``'pconvnext'``.
+        add_identity (bool): Residual connections in ``'pconvnext'``
+            blocks (``'fasternet'`` blocks always have one). Defaults to
+            True.
+        mlp_ratio (float, optional): Hidden width of each ``'fasternet'``
+            block's MLP. Defaults to None (2.0).
+        drop_path_rate (float): Stochastic depth rate of every
+            ``'fasternet'`` block. Defaults to 0.
         conv_cfg (dict, optional): Config of the 1x1 convs. Defaults to
             None (``nn.Conv2d``).
         norm_cfg (dict): Config of every norm layer. Defaults to
             ``dict(type='BN', momentum=0.03, eps=0.001)``.
         act_cfg (dict): Config of every activation, in the convs and the
             blocks' MLPs. Defaults to ``dict(type='SiLU')``.
-        with_cp (bool): Gradient checkpointing in the blocks. Defaults to
-            False.
+        with_cp (bool): Gradient checkpointing in ``'fasternet'`` blocks.
+            Defaults to False.
         init_cfg (dict | list[dict], optional): Initialization config.
             Defaults to None.
 
@@ -94,7 +183,9 @@ class FasterNetCSPLayer(DeployableMixin, BaseModule):
                  expand_ratio: float = 0.5,
                  num_blocks: int = 1,
                  n_div: int = 4,
-                 mlp_ratio: float = 2.0,
+                 block_type: str = 'pconvnext',
+                 add_identity: bool = True,
+                 mlp_ratio: Optional[float] = None,
                  drop_path_rate: float = 0.0,
                  conv_cfg: Optional[Dict] = None,
                  norm_cfg: Dict = dict(type='BN', momentum=0.03, eps=0.001),
@@ -102,6 +193,23 @@ class FasterNetCSPLayer(DeployableMixin, BaseModule):
                  with_cp: bool = False,
                  init_cfg: Optional[Dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if block_type not in BLOCK_TYPES:
+            raise ValueError(f'block_type must be one of {BLOCK_TYPES}, got '
+                             f'{block_type!r}')
+        if block_type == 'pconvnext':
+            fasternet_only = dict(
+                mlp_ratio=mlp_ratio is not None,
+                drop_path_rate=drop_path_rate != 0,
+                with_cp=with_cp)
+            unused = [name for name, given in fasternet_only.items() if given]
+            if unused:
+                raise ValueError(
+                    f'{", ".join(unused)} only apply to '
+                    f"block_type='fasternet', got block_type='pconvnext'")
+        elif not add_identity:
+            raise ValueError("block_type='fasternet' blocks always add "
+                             'their input; add_identity=False needs '
+                             "block_type='pconvnext'")
         mid_channels = int(out_channels * expand_ratio)
         if mid_channels // n_div < 1:
             raise ValueError(
@@ -117,16 +225,27 @@ class FasterNetCSPLayer(DeployableMixin, BaseModule):
                                     **conv_args)
         self.short_conv = ConvModule(in_channels, mid_channels, 1,
                                      **conv_args)
-        self.blocks = nn.Sequential(*[
-            FasterNetBlock(
-                mid_channels,
-                n_div=n_div,
-                mlp_ratio=mlp_ratio,
-                drop_path_rate=drop_path_rate,
-                norm_cfg=norm_cfg,
-                act_cfg=act_cfg,
-                with_cp=with_cp) for _ in range(num_blocks)
-        ])
+        if block_type == 'pconvnext':
+            blocks = [
+                PConvNeXtBlock(
+                    mid_channels,
+                    mid_channels,
+                    n_div=n_div,
+                    add_identity=add_identity,
+                    **conv_args) for _ in range(num_blocks)
+            ]
+        else:
+            blocks = [
+                FasterNetBlock(
+                    mid_channels,
+                    n_div=n_div,
+                    mlp_ratio=2.0 if mlp_ratio is None else mlp_ratio,
+                    drop_path_rate=drop_path_rate,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg,
+                    with_cp=with_cp) for _ in range(num_blocks)
+            ]
+        self.blocks = nn.Sequential(*blocks)
         self.final_conv = ConvModule(2 * mid_channels, out_channels, 1,
                                      **conv_args)
 

@@ -99,7 +99,10 @@ class PartialConvPointwise(nn.Module):
     (``in_channels``, ``kernel_size``, ``stride``, ``padding``, ...) with the
     values of the 3x3 conv it replaces, and initialises its weights itself
     (as ``ConvModule`` would a plain conv: Kaiming normal, zero bias), since
-    ``ConvModule`` leaves a conv with ``init_weights`` alone.
+    ``ConvModule`` leaves a conv with ``init_weights`` alone. An enclosing
+    module's ``init_cfg`` that names ``Conv2d`` re-initialises both convs
+    afterwards, as it does every other conv (``FasterNetPAFPN``'s default
+    does).
 
     Args:
         in_channels (int): Channels of the input; PConv keeps them.

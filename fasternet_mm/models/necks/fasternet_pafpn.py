@@ -10,12 +10,14 @@ import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
-from mmcv.cnn import ConvModule
+from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
 from mmengine.model import BaseModule
 from torch import nn
 
 from ...registry import MODELS
 from ..layers import CONV_LAYER_NAME, DeployableMixin, FasterNetCSPLayer
+
+OUT_CONV_TYPES = ('depthwise', 'pconv', 'dense')
 
 
 @MODELS.register_module()
@@ -39,7 +41,15 @@ class FasterNetPAFPN(DeployableMixin, BaseModule):
             their outputs. Defaults to 0.5.
         n_div (int): PConv convolves ``channels // n_div`` channels, in the
             blocks and the output convs. Defaults to 4.
-        mlp_ratio (float): Hidden width of the blocks' MLPs. Defaults to 2.
+        block_type (str): The CSP layers' bottleneck, ``'pconvnext'`` or
+            ``'fasternet'`` (see :class:`FasterNetCSPLayer`). Defaults to
+            ``'pconvnext'``.
+        out_conv (str): The output convs: ``'depthwise'`` (5x5
+            depthwise-separable), ``'pconv'`` (3x3 in its PConv form: PConv,
+            then a pointwise conv) or ``'dense'`` (3x3). Defaults to
+            ``'depthwise'``.
+        mlp_ratio (float, optional): Hidden width of ``'fasternet'``
+            blocks' MLPs. Defaults to None (2.0).
         upsample_cfg (dict): Arguments of ``nn.Upsample`` in the top-down
             path. Defaults to ``dict(scale_factor=2, mode='nearest')``.
         conv_cfg (dict, optional): Config of the regular convs (1x1 and the
@@ -49,8 +59,8 @@ class FasterNetPAFPN(DeployableMixin, BaseModule):
         act_cfg (dict): Config of every activation. Defaults to
             ``dict(type='SiLU')``.
         init_cfg (dict | list[dict], optional): Initialization config.
-            Defaults to PyTorch's own conv init (Kaiming uniform), as mmdet's
-            PAFPN necks use.
+            Defaults to PyTorch's own conv init (Kaiming uniform) on every
+            ``Conv2d``, PConv's included, as mmdet's PAFPN necks use.
 
     Example:
         >>> import torch
@@ -70,7 +80,9 @@ class FasterNetPAFPN(DeployableMixin, BaseModule):
                  num_csp_blocks: int = 1,
                  expand_ratio: float = 0.5,
                  n_div: int = 4,
-                 mlp_ratio: float = 2.0,
+                 block_type: str = 'pconvnext',
+                 out_conv: str = 'depthwise',
+                 mlp_ratio: Optional[float] = None,
                  upsample_cfg: Dict = dict(scale_factor=2, mode='nearest'),
                  conv_cfg: Optional[Dict] = None,
                  norm_cfg: Dict = dict(type='BN', momentum=0.03, eps=0.001),
@@ -86,6 +98,9 @@ class FasterNetPAFPN(DeployableMixin, BaseModule):
         if len(in_channels) < 2:
             raise ValueError(f'FasterNetPAFPN needs at least 2 input levels, '
                              f'got in_channels={list(in_channels)}')
+        if out_conv not in OUT_CONV_TYPES:
+            raise ValueError(f'out_conv must be one of {OUT_CONV_TYPES}, got '
+                             f'{out_conv!r}')
         self.in_channels = list(in_channels)
         self.out_channels = out_channels
         conv_args = dict(
@@ -94,8 +109,12 @@ class FasterNetPAFPN(DeployableMixin, BaseModule):
             num_blocks=num_csp_blocks,
             expand_ratio=expand_ratio,
             n_div=n_div,
+            block_type=block_type,
             mlp_ratio=mlp_ratio,
             **conv_args)
+        if block_type == 'pconvnext':
+            # As mmdet's CSPNeXtPAFPN: no residual inside the neck's blocks.
+            csp_args['add_identity'] = False
         self.upsample = nn.Upsample(**upsample_cfg)
         # Top-down, from the coarsest level: reduce it to the width of the
         # next finer level, upsample, concatenate, fuse.
@@ -118,16 +137,23 @@ class FasterNetPAFPN(DeployableMixin, BaseModule):
             self.bottom_up_blocks.append(
                 FasterNetCSPLayer(2 * channels, in_channels[level + 1],
                                   **csp_args))
-        pconv_cfg = dict(type=f'fasternet_mm.{CONV_LAYER_NAME}', n_div=n_div)
         self.out_convs = nn.ModuleList(
-            ConvModule(
-                channels,
-                out_channels,
-                3,
-                padding=1,
-                conv_cfg=pconv_cfg,
-                norm_cfg=norm_cfg,
-                act_cfg=act_cfg) for channels in in_channels)
+            self._out_conv(out_conv, channels, out_channels, n_div,
+                           conv_args) for channels in in_channels)
+
+    @staticmethod
+    def _out_conv(kind: str, in_channels: int, out_channels: int,
+                  n_div: int, conv_args: Dict) -> nn.Module:
+        if kind == 'depthwise':
+            return DepthwiseSeparableConvModule(
+                in_channels, out_channels, 5, padding=2, **conv_args)
+        if kind == 'pconv':
+            conv_args = dict(
+                conv_args,
+                conv_cfg=dict(
+                    type=f'fasternet_mm.{CONV_LAYER_NAME}', n_div=n_div))
+        return ConvModule(
+            in_channels, out_channels, 3, padding=1, **conv_args)
 
     def forward(self,
                 inputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
