@@ -126,14 +126,7 @@ def test_fuse_conv_bn_folds_a_half_precision_pair_in_fp32(dtype):
 
 
 def test_fasternet_deploy_form_with_variances_near_eps():
-    model = FasterNet(
-        arch=dict(
-            embed_dim=16,
-            depths=(1, 1, 2, 1),
-            mlp_ratio=2,
-            n_div=4,
-            act_cfg=dict(type='GELU'),
-            drop_path_rate=0.0))
+    model = FasterNet(arch=dict(TINY_ARCH, drop_path_rate=0.0))
     model = norms_with_variances(model, 1e-4, 1e-3)
     x = torch.rand(1, 3, 97, 131)
     with torch.no_grad():
