@@ -1,6 +1,10 @@
-"""Code shared by the tests: tool loaders, model builders and fixtures."""
+"""Code shared by the tests: the repository root, tiny architectures, tool
+loaders and runners, model builders. Fixtures are in conftest.py."""
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -18,6 +22,17 @@ TINY_ARCH = dict(
     n_div=4,
     act_cfg=dict(type='GELU'),
     drop_path_rate=0.1)
+# TINY_ARCH with ReLU, no drop path and two blocks in stages 2 and 3.
+TINY_RELU_ARCH = dict(
+    TINY_ARCH,
+    depths=(1, 2, 2, 1),
+    act_cfg=dict(type='ReLU'),
+    drop_path_rate=0.0)
+# The same with one block in every stage.
+ONE_BLOCK_ARCH = dict(TINY_RELU_ARCH, depths=(1, 1, 1, 1))
+# The shapes dataset of the demo runs (conftest.py's ``shapes``): 128x128
+# images, 8 to train on and 4 to evaluate.
+SHAPES = dict(num_train=8, num_val=4, size=128, seed=1)
 
 
 def last_metrics(work_dir):
@@ -61,12 +76,26 @@ def loss_fall(work_dir):
 
 def load_tool(name):
     """``tools/<name>.py`` as a module, to call its ``main(argv)`` in this
-    process (much faster than a subprocess)."""
+    process (much faster than a subprocess). ``name`` may hold a folder
+    under ``tools/``, e.g. ``'setup/gpu_check'``."""
     spec = importlib.util.spec_from_file_location(
-        f'{name}_tool', REPO / 'tools' / f'{name}.py')
+        f"{name.replace('/', '_')}_tool", REPO / 'tools' / f'{name}.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     return tool
+
+
+def run_tool(tool, *args, cwd=REPO, env=None):
+    """``tools/<tool>`` in a subprocess of this interpreter, run from
+    ``cwd``, with ``env`` set over this process's environment; the
+    completed process, its output captured as text."""
+    return subprocess.run(
+        [sys.executable,
+         str(REPO / 'tools' / tool), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=dict(os.environ, **(env or {})))
 
 
 def build(cfg):

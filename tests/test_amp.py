@@ -3,29 +3,25 @@ AmpOptimWrapper where it runs, one clear line elsewhere."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import load_tool
+from helpers import REPO, load_tool
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
 from fasternet_mm.errors import PreflightError
 from fasternet_mm.hooks import Bf16TrainingHook
-from fasternet_mm.shapes import generate
 
-REPO = Path(__file__).resolve().parents[1]
 DET_DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
 
 
 @pytest.mark.skipif(
     not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
     reason='this CPU has no native bf16')
-def test_amp_trains_on_a_cpu_in_bf16_by_parts(tmp_path):
-    data_root = tmp_path / 'shapes'
-    generate(str(data_root), num_train=4, num_val=1, size=128, seed=4)
+def test_amp_trains_on_a_cpu_in_bf16_by_parts(tmp_path, make_shapes):
+    data_root = make_shapes(num_train=4, num_val=1, size=128, seed=4)
     work_dir = tmp_path / 'amp'
     result = subprocess.run(
         [

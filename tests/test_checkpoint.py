@@ -7,25 +7,16 @@ import re
 import subprocess
 import sys
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import Exploit, randomize_norms
+from helpers import REPO, TINY_RELU_ARCH, Exploit, randomize_norms
 
 from fasternet_mm import FasterNet
 from fasternet_mm.checkpoint import (convert_state_dict, detect_layout,
                                      read_checkpoint)
 from fasternet_mm.errors import CheckpointError
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_ARCH = dict(
-    embed_dim=16,
-    depths=(1, 2, 2, 1),
-    mlp_ratio=2,
-    n_div=4,
-    act_cfg=dict(type='ReLU'),
-    drop_path_rate=0.0)
 BLOCK_TO_OFFICIAL = (('partial_conv.conv.', 'spatial_mixing.partial_conv3.'),
                      ('expand.', 'mlp.0.'), ('norm.', 'mlp.1.'), ('project.',
                                                                   'mlp.3.'))
@@ -76,19 +67,19 @@ def pretrained(path, prefix=None, **model_kwargs):
     init_cfg = dict(type='Pretrained', checkpoint=str(path))
     if prefix is not None:
         init_cfg['prefix'] = prefix
-    model = FasterNet(arch=TINY_ARCH, init_cfg=init_cfg, **model_kwargs)
+    model = FasterNet(arch=TINY_RELU_ARCH, init_cfg=init_cfg, **model_kwargs)
     model.init_weights()
     return model.eval()
 
 
 def test_official_imagenet_layout(tmp_path):
-    source = randomize_norms(FasterNet(arch=TINY_ARCH, out_norm=False))
+    source = randomize_norms(FasterNet(arch=TINY_RELU_ARCH, out_norm=False))
     official = to_official(source.state_dict())
     assert detect_layout(official) == 'official'
     path = tmp_path / 'fasternet_tiny-epoch.1-val_acc1.0.pth'
     torch.save(official, path)
     loaded = pretrained(path)
-    target = FasterNet(arch=TINY_ARCH, out_norm=False)
+    target = FasterNet(arch=TINY_RELU_ARCH, out_norm=False)
     target.load_state_dict(loaded.state_dict(), strict=False)
     assert_same_features(features(target), features(source))
     # The output norms, absent from ImageNet weights, keep their init.
@@ -96,7 +87,7 @@ def test_official_imagenet_layout(tmp_path):
 
 
 def test_official_mmdet_layout_with_prefix(tmp_path):
-    source = randomize_norms(FasterNet(arch=TINY_ARCH))
+    source = randomize_norms(FasterNet(arch=TINY_RELU_ARCH))
     state = OrderedDict(
         ('backbone.' + k, v)
         for k, v in to_official(source.state_dict(), with_head=False).items())
@@ -200,7 +191,7 @@ def test_official_layout_follows_timms_mapping(tmp_path):
 
 
 def test_ours_passes_through_and_conversion_is_idempotent():
-    state = FasterNet(arch=TINY_ARCH).state_dict()
+    state = FasterNet(arch=TINY_RELU_ARCH).state_dict()
     assert detect_layout(state) == 'fasternet_mm'
     once = convert_state_dict(to_official(state, with_head=False))
     assert list(once) == list(state)
@@ -209,8 +200,8 @@ def test_ours_passes_through_and_conversion_is_idempotent():
 
 def test_load_state_dict_accepts_official_keys():
     """load_from and load_checkpoint go through load_state_dict."""
-    source = randomize_norms(FasterNet(arch=TINY_ARCH))
-    target = FasterNet(arch=TINY_ARCH)
+    source = randomize_norms(FasterNet(arch=TINY_RELU_ARCH))
+    target = FasterNet(arch=TINY_RELU_ARCH)
     wrapped = torch.nn.ModuleDict(dict(backbone=target))
     state = {
         'backbone.' + k: v
@@ -222,7 +213,7 @@ def test_load_state_dict_accepts_official_keys():
 
 
 def test_convert_tool_writes_our_layout(tmp_path):
-    source = randomize_norms(FasterNet(arch=TINY_ARCH, out_norm=False))
+    source = randomize_norms(FasterNet(arch=TINY_RELU_ARCH, out_norm=False))
     src = tmp_path / 'official.pth'
     dst = tmp_path / 'ours.pth'
     torch.save(to_official(source.state_dict()), src)
@@ -261,7 +252,7 @@ def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path, content):
 
 def test_truncated_file_is_reported(tmp_path):
     path = tmp_path / 'truncated.pth'
-    torch.save(FasterNet(arch=TINY_ARCH).state_dict(), path)
+    torch.save(FasterNet(arch=TINY_RELU_ARCH).state_dict(), path)
     path.write_bytes(path.read_bytes()[:2000])
     with pytest.raises(CheckpointError, match='truncated or corrupt'):
         pretrained(path)
@@ -270,7 +261,7 @@ def test_truncated_file_is_reported(tmp_path):
 def test_other_arch_names_keys_and_shapes(tmp_path):
     path = tmp_path / 'wider.pth'
     torch.save(
-        FasterNet(arch=dict(TINY_ARCH, embed_dim=24)).state_dict(), path)
+        FasterNet(arch=dict(TINY_RELU_ARCH, embed_dim=24)).state_dict(), path)
     with pytest.raises(CheckpointError) as info:
         pretrained(path)
     message = str(info.value)
@@ -280,7 +271,7 @@ def test_other_arch_names_keys_and_shapes(tmp_path):
 def test_other_depths_name_the_keys(tmp_path):
     path = tmp_path / 'deeper.pth'
     torch.save(
-        FasterNet(arch=dict(TINY_ARCH, depths=(1, 2, 3, 1))).state_dict(),
+        FasterNet(arch=dict(TINY_RELU_ARCH, depths=(1, 2, 3, 1))).state_dict(),
         path)
     with pytest.raises(
             CheckpointError, match=r'unexpected keys.*'
@@ -299,7 +290,7 @@ def test_unrelated_model_is_refused(tmp_path):
 def test_pickled_code_never_runs(tmp_path):
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
-    state = FasterNet(arch=TINY_ARCH).state_dict()
+    state = FasterNet(arch=TINY_RELU_ARCH).state_dict()
     torch.save({'state_dict': state, 'payload': Exploit(marker)}, path)
     with pytest.raises(CheckpointError, match='Refused to load'):
         pretrained(path)

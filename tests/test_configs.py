@@ -4,14 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SMALL, build, forward_once
+from helpers import REPO, SMALL, build, forward_once
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from fasternet_mm.models import PartialConvPointwise
 from fasternet_mm.preflight import check_model
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(
     p.relative_to(REPO).as_posix() for p in (REPO / 'configs').rglob('*.py')
     if '_base_' not in p.parts)

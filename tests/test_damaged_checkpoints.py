@@ -8,22 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import load_tool
+from helpers import ONE_BLOCK_ARCH, REPO, load_tool
 
 from fasternet_mm import FasterNet
 from fasternet_mm.checkpoint import read_checkpoint
 from fasternet_mm.errors import CheckpointError
-from fasternet_mm.shapes import generate
 
-REPO = Path(__file__).resolve().parents[1]
 DET_DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
-TINY_ARCH = dict(
-    embed_dim=16,
-    depths=(1, 1, 1, 1),
-    mlp_ratio=2,
-    n_div=4,
-    act_cfg=dict(type='ReLU'),
-    drop_path_rate=0.0)
 
 
 def assert_refused(path, match=None):
@@ -37,7 +28,7 @@ def assert_refused(path, match=None):
 def good(tmp_path_factory):
     """A real checkpoint as MMEngine writes one: weights, meta, optimizer."""
     path = tmp_path_factory.mktemp('good') / 'epoch_1.pth'
-    model = FasterNet(arch=TINY_ARCH)
+    model = FasterNet(arch=ONE_BLOCK_ARCH)
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.rand(2, 3, 32, 32))[-1].sum().backward()
     optimizer.step()
@@ -151,9 +142,8 @@ def damaged(good, tmp_path_factory):
 
 
 def test_every_tool_reports_a_damaged_file_in_one_line(
-        damaged, tmp_path, capsys):
-    data_root = tmp_path / 'shapes'
-    generate(str(data_root), num_train=2, num_val=1, size=64, seed=0)
+        damaged, tmp_path, capsys, small_shapes):
+    data_root = small_shapes
     work_dir = tmp_path / 'work'
     work_dir.mkdir()
     (work_dir / 'last_checkpoint').write_text(str(damaged))

@@ -4,18 +4,16 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import REPO
 
 from fasternet_mm.checkpoint import read_checkpoint
 from fasternet_mm.distributed import AllReduceBatchNorm, convert_sync_batchnorm
-from fasternet_mm.shapes import generate
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
 
 
@@ -131,9 +129,9 @@ def dist_train(config, work_dir, options, cwd, env, *extra):
 
 
 @pytest.mark.parametrize('norm', ['BN', 'SyncBN'])
-def test_dist_train_two_cpu_processes_then_test(tmp_path, norm):
-    data_root = tmp_path / 'shapes'
-    generate(str(data_root), num_train=8, num_val=2, size=128, seed=3)
+def test_dist_train_two_cpu_processes_then_test(tmp_path, make_shapes,
+                                                norm):
+    data_root = make_shapes(num_train=8, num_val=2, size=128, seed=3)
     (tmp_path / 'rank_probe.py').write_text(PROBE)
     config = tmp_path / 'probed.py'
     config.write_text(

@@ -1,9 +1,8 @@
 import os
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import load_tool, randomize_norms
+from helpers import REPO, load_tool, randomize_norms
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
@@ -31,7 +30,6 @@ def test_deployed_backbone_exports_to_onnx(tmp_path):
     assert check_with_onnxruntime(path, image, outputs) <= 1e-4
 
 
-REPO = Path(__file__).resolve().parents[1]
 RETINANET = REPO / 'configs/retinanet_fasternet_s_fpn_1x_coco.py'
 MASK_RCNN_DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
 SEG_DEMO = REPO / 'configs/demo/fpn_fasternet_t0_shapes.py'

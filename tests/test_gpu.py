@@ -1,26 +1,22 @@
 """The CUDA paths: skipped, with the reason, where CUDA is absent. `make
 gpu-check` runs them on a GPU machine."""
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-from helpers import (LOSS_FALL, SHORT_DET_TRAINING, build, forward_once,
+from helpers import (LOSS_FALL, REPO, SHORT_DET_TRAINING, build, forward_once,
                      last_metrics, loss_fall, randomize_norms,
-                     record_stage_formats)
+                     record_stage_formats, run_tool)
 from mmengine.config import Config
 
 from fasternet_mm import FasterNet, switch_to_deploy, use_low_precision
-from fasternet_mm.shapes import generate
 from fasternet_mm.testing import relative_error
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason='needs a CUDA device')
 
-REPO = Path(__file__).resolve().parents[1]
 DET_DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
+# The tools run with TF32 off in cuDNN and cuBLAS, as ``exact_fp32`` does
+# here.
+NO_TF32 = dict(NVIDIA_TF32_OVERRIDE='0')
 
 
 @pytest.fixture
@@ -105,39 +101,25 @@ def test_use_low_precision_on_cuda_stays_close_to_fp32(exact_fp32):
     assert relative_error(bf16, fp32) < 3e-2
 
 
-def run_tool(tool, *args):
-    """``tools/<tool>`` in a subprocess, on the devices this process sees,
-    with TF32 off in cuDNN and cuBLAS (as ``exact_fp32`` does here)."""
-    result = subprocess.run(
-        [sys.executable,
-         str(REPO / 'tools' / tool), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, NVIDIA_TF32_OVERRIDE='0'))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-def test_amp_training_then_deployed_test_on_cuda(tmp_path):
+def test_amp_training_then_deployed_test_on_cuda(tmp_path, shapes):
     """The demo config trained with --amp (MMEngine's fp16 AmpOptimWrapper
     on CUDA), then tools/test.py on the same checkpoint in both forms: the
     deploy form must score what the eval form scores."""
-    data_root = tmp_path / 'shapes'
-    generate(str(data_root), num_train=8, num_val=4, size=128, seed=1)
     work_dir = tmp_path / 'work'
-    options = ['--cfg-options', f'data_root={data_root}/']
-    run_tool('train.py', DET_DEMO, '--amp', '--work-dir', work_dir, *options,
-             *SHORT_DET_TRAINING)
+    options = ['--cfg-options', f'data_root={shapes}/']
+    result = run_tool('train.py', DET_DEMO, '--amp', '--work-dir', work_dir,
+                      *options, *SHORT_DET_TRAINING, env=NO_TF32)
+    assert result.returncode == 0, result.stderr[-3000:]
     # A model that learned nothing scores 0 in both forms, which would
     # compare nothing.
     assert loss_fall(work_dir) <= LOSS_FALL
     assert 'AmpOptimWrapper' in (work_dir / 'mask_rcnn_fasternet_t0_shapes.py'
                                  ).read_text()
     checkpoint = work_dir / 'epoch_20.pth'
-    run_tool('test.py', DET_DEMO, checkpoint, '--work-dir', tmp_path / 'eval',
-             *options)
-    run_tool('test.py', DET_DEMO, checkpoint, '--work-dir',
-             tmp_path / 'deploy', '--deploy', *options)
+    for form, extra in (('eval', []), ('deploy', ['--deploy'])):
+        result = run_tool('test.py', DET_DEMO, checkpoint, '--work-dir',
+                          tmp_path / form, *extra, *options, env=NO_TF32)
+        assert result.returncode == 0, result.stderr[-3000:]
     expected = last_metrics(tmp_path / 'eval')
     deployed = last_metrics(tmp_path / 'deploy')
     # In fp32 the forms differ by rounding only (BN folded into the convs,

@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -8,12 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import REPO, load_tool
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-spec = importlib.util.spec_from_file_location(
-    'gpu_check', osp.join(ROOT, 'tools', 'setup', 'gpu_check.py'))
-gpu_check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_check)
+gpu_check = load_tool('setup/gpu_check')
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is here')
@@ -24,7 +20,7 @@ def test_without_cuda_it_says_so_in_one_line(tmp_path):
             sys.executable, 'tools/setup/gpu_check.py', '--out',
             str(tmp_path / 'o')
         ],
-        cwd=ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True)
     assert result.returncode == 1

@@ -8,7 +8,9 @@ import textwrap
 from pathlib import Path
 from typing import Dict, List, Optional, Set
 
-PACKAGE = Path(__file__).resolve().parents[1] / 'fasternet_mm'
+from helpers import REPO
+
+PACKAGE = REPO / 'fasternet_mm'
 
 # What a module under models/ may import from outside models/. The backbone
 # reads the official and timm checkpoint layouts, whose home is

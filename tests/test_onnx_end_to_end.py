@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import load_tool, randomize_norms
+from helpers import REPO, SHAPES, load_tool, randomize_norms
 from mmengine.config import Config
 
 from fasternet_mm.complexity import weight_bytes
@@ -18,12 +18,11 @@ from fasternet_mm.end_to_end import (end_to_end_graph, export_end_to_end,
                                      reader_metadata)
 from fasternet_mm.errors import ExportError
 from fasternet_mm.export import build_deploy_model
-from fasternet_mm.shapes import CLASSES, generate
+from fasternet_mm.shapes import CLASSES
 
 onnx = pytest.importorskip('onnx')
 onnxruntime = pytest.importorskip('onnxruntime')
 
-REPO = Path(__file__).resolve().parents[1]
 MASK_RCNN = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
 RTMDET = REPO / 'configs/ablation/rtmdet_tiny_fasternet_t0_shapes.py'
 RTMDET_COCO = REPO / 'configs/rtmdet_tiny_fasternet_t0_pafpn_coco.py'
@@ -31,19 +30,13 @@ RETINANET = REPO / 'configs/retinanet_fasternet_s_fpn_1x_coco.py'
 SEMANTIC_FPN = REPO / 'configs/demo/fpn_fasternet_t0_shapes.py'
 UPERNET = REPO / 'configs/upernet_fasternet_s_ade20k.py'
 YOLOX = REPO / 'configs/yolox_s_fasternet_t0_pafpn_coco.py'
-SIZE = 128
+# The side of the shapes' images.
+SIZE = SHAPES['size']
 
 
 @pytest.fixture(scope='module')
 def reader():
     return load_tool('onnx_demo')
-
-
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp('shapes')
-    generate(str(root), num_train=8, num_val=4, size=SIZE, seed=1)
-    return root
 
 
 def shapes_config(path, root, work_dir):

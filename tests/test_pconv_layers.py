@@ -4,11 +4,10 @@ import copy
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import SMALL, build, randomize_norms
+from helpers import REPO, SMALL, build, randomize_norms
 from mmcv.cnn import ConvModule, build_conv_layer
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -20,7 +19,6 @@ from fasternet_mm.models import (FasterNetBlock, FasterNetCSPLayer,
                                  FasterNetPAFPN, PartialConv,
                                  PartialConvPointwise)
 
-REPO = Path(__file__).resolve().parents[1]
 PCONV = dict(type='PConv', n_div=4)
 LIBRARIES = ['mmdet', 'mmseg']
 

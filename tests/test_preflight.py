@@ -1,19 +1,16 @@
 """Bad configs and data are reported before any heavy work, in one line."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import Exploit
+from helpers import REPO, Exploit, run_tool
 from mmengine.config import Config
 
 from fasternet_mm.errors import PreflightError
 from fasternet_mm.preflight import (check_checkpoint_path, check_config,
                                     check_dataset)
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
 
 
@@ -57,12 +54,7 @@ def test_unsafe_load_from_is_refused(tmp_path):
 
 
 def run_train(*args, cwd):
-    return subprocess.run(
-        [sys.executable,
-         str(REPO / 'tools/train.py'), *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd)
+    return run_tool('train.py', *args, cwd=cwd)
 
 
 def test_mismatched_neck_stops_training_at_once(tmp_path):
@@ -90,21 +82,18 @@ def test_broken_json_stops_training_at_once(tmp_path):
     assert 'not valid JSON' in result.stderr
 
 
-def test_test_tool_never_runs_pickled_code(tmp_path):
-    from fasternet_mm.shapes import generate
-    generate(str(tmp_path / 'shapes'), num_train=2, num_val=2, size=64)
+def test_test_tool_never_runs_pickled_code(tmp_path, make_shapes):
+    data_root = make_shapes(num_train=2, num_val=2, size=64, seed=0)
     marker = tmp_path / 'pwned'
     evil = tmp_path / 'epoch_12.pth'
     torch.save({'state_dict': {}, 'meta': Exploit(marker)}, evil)
-    result = subprocess.run([
-        sys.executable,
-        str(REPO / 'tools/test.py'),
-        str(DEMO),
-        str(evil), '--cfg-options', f'data_root={tmp_path}/shapes/'
-    ],
-                            capture_output=True,
-                            text=True,
-                            cwd=tmp_path)
+    result = run_tool(
+        'test.py',
+        DEMO,
+        evil,
+        '--cfg-options',
+        f'data_root={data_root}/',
+        cwd=tmp_path)
     assert result.returncode == 1
     assert 'Refused to load' in result.stderr
     assert 'Traceback' not in result.stderr
@@ -116,11 +105,10 @@ def test_test_tool_never_runs_pickled_code(tmp_path):
     ('GatherRoIAlign', 'bfloat16', False),
     ('RoIAlign', 'float16', False),
 ])
-def test_bf16_amp_refuses_mmcv_roi_align(tmp_path, roi_layer, dtype,
+def test_bf16_amp_refuses_mmcv_roi_align(make_shapes, roi_layer, dtype,
                                          refused):
-    from fasternet_mm.shapes import generate
-    generate(str(tmp_path), num_train=1, num_val=1, size=64, seed=0)
-    cfg = demo_config(tmp_path)
+    cfg = demo_config(
+        make_shapes(num_train=1, num_val=1, size=64, seed=0))
     cfg.model.roi_head.mask_roi_extractor.roi_layer.type = roi_layer
     cfg.optim_wrapper = dict(
         type='AmpOptimWrapper',

@@ -7,16 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import REPO
 
 from fasternet_mm.checkpoint import from_weights_only_form, read_checkpoint
-from fasternet_mm.shapes import generate
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
 EPOCHS = 3
 # Exact resumption is checked on the CPU, also on a GPU machine: CUDA's
@@ -64,10 +62,8 @@ def wait_for(path, process, timeout=300):
 
 
 @pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('shapes')
-    generate(str(root), num_train=8, num_val=2, size=128, seed=2)
-    return root
+def data_root(make_shapes):
+    return make_shapes(num_train=8, num_val=2, size=128, seed=2)
 
 
 @pytest.fixture(scope='module')

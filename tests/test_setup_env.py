@@ -9,8 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 # pip -v indents its subprocesses' lines; ninja writes "[k/N] command"
 # when the k-th of N files is compiled, and compilers add warnings.

@@ -1,42 +1,20 @@
 """The command-line tools, end to end, on tiny generated data."""
-import os
-import subprocess
-import sys
-from pathlib import Path
+import shutil
 
 import numpy as np
 import pytest
 import torch
-from helpers import (LOSS_FALL, SHORT_DET_TRAINING, last_metrics, load_tool,
-                     loss_fall)
+from helpers import (LOSS_FALL, REPO, SHORT_DET_TRAINING, last_metrics,
+                     load_tool, loss_fall, run_tool)
 from PIL import Image
 
 from fasternet_mm.errors import MissingFileError
-from fasternet_mm.shapes import generate
 
-REPO = Path(__file__).resolve().parents[1]
 DET_DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
 SEG_DEMO = REPO / 'configs/demo/fpn_fasternet_t0_shapes.py'
 # Measured as LOSS_FALL is (helpers.py): 20 iterations of the seg demo.
 SEG_LOSS_FALL = 0.6
 SEG_MIN_PIXEL_ACCURACY = 85.0
-
-
-def run_tool(tool, *args, cwd=REPO, env=None):
-    return subprocess.run(
-        [sys.executable,
-         str(REPO / 'tools' / tool), *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=dict(os.environ, **(env or {})))
-
-
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp('shapes')
-    generate(str(root), num_train=8, num_val=4, size=128, seed=1)
-    return root
 
 
 def test_det_demo_trains_reloads_and_evaluates(shapes, tmp_path):
@@ -181,11 +159,11 @@ def test_user_errors_are_one_line_in_every_tool(capsys, tmp_path):
         assert ': error: ' in line and message in line, (tool, line)
 
 
-def test_a_file_missing_mid_epoch_keeps_its_traceback(tmp_path):
+def test_a_file_missing_mid_epoch_keeps_its_traceback(
+        tmp_path, small_shapes):
     """Only errors found before the run are shortened to one line: a file
     that goes missing inside the training loop raises as it is."""
-    root = tmp_path / 'shapes'
-    generate(str(root), num_train=2, num_val=1, size=64, seed=0)
+    root = shutil.copytree(small_shapes, tmp_path / 'shapes')
     for image in (root / 'train').glob('*.png'):
         image.unlink()
     with pytest.raises(FileNotFoundError) as info:

@@ -4,6 +4,7 @@ and a plain torch.load, under torch's weights-only default (torch >= 2.6)
 and with no allow-list."""
 import importlib
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPO
 from mmengine.logging import HistoryBuffer
 from PIL import Image
 
 from fasternet_mm.checkpoint import TYPE_KEY, from_weights_only_form
-from fasternet_mm.shapes import generate
 
-REPO = Path(__file__).resolve().parents[1]
 DET_DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
 SEG_DEMO = REPO / 'configs/demo/fpn_fasternet_t0_shapes.py'
 # The shapes' side; the demo configs keep each image's size.
@@ -25,13 +25,14 @@ SIZE = 128
 
 
 @pytest.fixture(scope='module')
-def workspace(tmp_path_factory):
+def workspace(tmp_path_factory, make_shapes):
     """A folder holding the shapes at ``data/shapes/``, the demo configs'
     relative ``data_root``: upstream tools, which do not move datasets for
     ``--cfg-options data_root=...`` as ours do, run from here."""
     root = tmp_path_factory.mktemp('upstream')
-    generate(
-        str(root / 'data/shapes'), num_train=4, num_val=2, size=SIZE, seed=4)
+    shutil.copytree(
+        make_shapes(num_train=4, num_val=2, size=SIZE, seed=4),
+        root / 'data/shapes')
     return root
 
 

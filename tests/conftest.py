@@ -1,0 +1,43 @@
+"""Fixtures shared by the test files. Importable code is in helpers.py."""
+import pytest
+from helpers import SHAPES
+
+from fasternet_mm.shapes import generate
+
+
+@pytest.fixture(scope='session')
+def make_shapes(tmp_path_factory):
+    """``make_shapes(num_train, num_val, size, seed)``: the root of the
+    shapes dataset made with these arguments, generated once per test run
+    and shared by every test that asks for the same ones. A test that
+    changes the data works on a copy (``shutil.copytree``)."""
+    roots = {}
+
+    def make(num_train, num_val, size, seed):
+        key = (num_train, num_val, size, seed)
+        if key not in roots:
+            root = tmp_path_factory.mktemp(
+                'shapes_{}_{}_{}_seed{}'.format(*key))
+            generate(
+                str(root),
+                num_train=num_train,
+                num_val=num_val,
+                size=size,
+                seed=seed)
+            roots[key] = root
+        return roots[key]
+
+    return make
+
+
+@pytest.fixture(scope='session')
+def shapes(make_shapes):
+    """The demo runs' dataset (helpers.py's ``SHAPES``)."""
+    return make_shapes(**SHAPES)
+
+
+@pytest.fixture(scope='session')
+def small_shapes(make_shapes):
+    """Two 64x64 training images and one to evaluate: for runs that only
+    have to start."""
+    return make_shapes(num_train=2, num_val=1, size=64, seed=0)
