@@ -6,7 +6,7 @@
 # training loss (mean of the last four logged windows) and the time taken.
 #
 #   tools/make_shapes.py data/shapes_neck --num-val 320
-#   tools/sweep_necks.sh configs/ablation/rtmdet_tiny_t0_neck_shapes.py SEED [SCALE]
+#   tools/sweep_necks.sh configs/ablation/rtmdet_tiny_fasternet_t0_neck_shapes.py SEED [SCALE]
 set -euo pipefail
 cfg=$1 seed=$2 scale=${3:-1}
 here=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,7 +1,5 @@
-# The control of the PConv-neck comparison: FasterNet-T0 with mmdet's stock
-# CSPNeXtPAFPN at the same widths, trained as the other two. Against
-# rtmdet_tiny_fasternet_t0_shapes.py only the neck differs.
-_base_ = './rtmdet_tiny_fasternet_t0_shapes.py'
+# The control: mmdet's stock CSPNeXtPAFPN at the same widths.
+_base_ = './rtmdet_tiny_fasternet_t0_neck_shapes.py'
 
 model = dict(
     neck=dict(
