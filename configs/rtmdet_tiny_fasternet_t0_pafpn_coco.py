@@ -1,7 +1,9 @@
 # RTMDet-tiny with a FasterNet-T0 backbone and FasterNetPAFPN: mmdet's
 # 300-epoch recipe with the backbone's last three stages (strides 8, 16,
-# 32) and a PAFPN whose CSP layers have FasterNet blocks and whose 3x3
-# output convs are PConv + pointwise conv.
+# 32) and FasterNetPAFPN: CSP layers of PConvNeXt blocks (PConv + pointwise
+# conv, then a 5x5 depthwise-separable conv) and 5x5 depthwise-separable
+# output convs, at 0.48x the FLOPs of the recipe's CSPNeXtPAFPN at these
+# widths (docs/pconv.md).
 _base_ = [
     'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py', './_base_/fasternet.py'
 ]
@@ -24,5 +26,7 @@ model = dict(
         out_channels=96,
         num_csp_blocks=1,
         n_div=4,
+        block_type='pconvnext',
+        out_conv='depthwise',
         norm_cfg=dict(type='SyncBN'),
         act_cfg=dict(type='SiLU', inplace=True)))

@@ -17,5 +17,7 @@ model = dict(
         out_channels=96,
         num_csp_blocks=1,
         n_div=4,
+        block_type='pconvnext',
+        out_conv='depthwise',
         norm_cfg=dict(type='SyncBN'),
         act_cfg=dict(type='SiLU', inplace=True)))
