@@ -5,7 +5,6 @@
 # neck; this one keeps its base's, the shipped FasterNetPAFPN design:
 # PConvNeXt blocks (PConv + pointwise conv, then a 5x5 depthwise-separable
 # conv) and 5x5 depthwise-separable output convs.
-
 _base_ = './rtmdet_tiny_fasternet_t0_shapes.py'
 
 data_root = 'data/shapes_neck/'
