@@ -3,8 +3,10 @@
 one-stage detectors (RTMDet, YOLOX) that users pair with PConv.
 
 The layout is PANet's (Liu et al., CVPR 2018) as mmdet's ``CSPNeXtPAFPN``
-and ``YOLOXPAFPN`` use it; the blocks and output convs use PConv, following
-the FasterNet author's rules. Written from scratch for this package.
+uses it. PConv replaces only the dense 3x3 convs of the CSP blocks; a 5x5
+depthwise conv still mixes space on every channel, in the blocks and in the
+output convs (docs/pconv.md measures the choice against five other necks).
+Written from scratch for this package.
 """
 import math
 from typing import Dict, Optional, Sequence, Tuple
@@ -22,21 +24,22 @@ OUT_CONV_TYPES = ('depthwise', 'pconv', 'dense')
 
 @MODELS.register_module()
 class FasterNetPAFPN(DeployableMixin, BaseModule):
-    """Path aggregation FPN whose CSP layers have FasterNet blocks.
+    """Path aggregation FPN whose CSP layers have PConv bottlenecks.
 
     A top-down path (1x1 reduce conv, 2x upsampling, concatenation,
     :class:`FasterNetCSPLayer`) and a bottom-up path (3x3 stride-2 regular
     conv, concatenation, :class:`FasterNetCSPLayer`), then one output conv
-    per level to ``out_channels``. The output convs are 3x3 convs in their
-    PConv form: PConv, then a pointwise conv to ``out_channels`` with no
-    activation in between. Downsampling uses regular convs, as the FasterNet
-    author advises.
+    per level to ``out_channels``. By default the CSP layers hold
+    :class:`PConvNeXtBlock` bottlenecks without residual (as ``CSPNeXtPAFPN``'s
+    blocks) and the output convs are 5x5 depthwise-separable: at 96 channels
+    on RTMDet-tiny's levels, 0.48x the FLOPs of ``CSPNeXtPAFPN``.
+    Downsampling uses regular convs, as the FasterNet author advises.
 
     Args:
         in_channels (Sequence[int]): Channels of each input level, finest
             first.
         out_channels (int): Channels of every output level.
-        num_csp_blocks (int): FasterNet blocks per CSP layer. Defaults to 1.
+        num_csp_blocks (int): Bottlenecks per CSP layer. Defaults to 1.
         expand_ratio (float): Width of the CSP layers' paths relative to
             their outputs. Defaults to 0.5.
         n_div (int): PConv convolves ``channels // n_div`` channels, in the
