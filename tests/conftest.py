@@ -4,18 +4,21 @@ from helpers import SHAPES
 
 from fasternet_mm.shapes import generate
 
+# Dataset roots by their arguments, for the whole test run: the fixtures
+# below are module-scoped, so the cache lives here.
+_ROOTS = {}
 
-@pytest.fixture(scope='session')
+
+@pytest.fixture(scope='module')
 def make_shapes(tmp_path_factory):
     """``make_shapes(num_train, num_val, size, seed)``: the root of the
     shapes dataset made with these arguments, generated once per test run
     and shared by every test that asks for the same ones. A test that
     changes the data works on a copy (``shutil.copytree``)."""
-    roots = {}
 
     def make(num_train, num_val, size, seed):
         key = (num_train, num_val, size, seed)
-        if key not in roots:
+        if key not in _ROOTS:
             root = tmp_path_factory.mktemp(
                 'shapes_{}_{}_{}_seed{}'.format(*key))
             generate(
@@ -24,19 +27,19 @@ def make_shapes(tmp_path_factory):
                 num_val=num_val,
                 size=size,
                 seed=seed)
-            roots[key] = root
-        return roots[key]
+            _ROOTS[key] = root
+        return _ROOTS[key]
 
     return make
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope='module')
 def shapes(make_shapes):
     """The demo runs' dataset (helpers.py's ``SHAPES``)."""
     return make_shapes(**SHAPES)
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope='module')
 def small_shapes(make_shapes):
     """Two 64x64 training images and one to evaluate: for runs that only
     have to start."""
