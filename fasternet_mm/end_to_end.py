@@ -11,22 +11,26 @@ file's ``metadata_props`` what a reader needs to prepare an image and read
 the outputs (:func:`reader_metadata`); ``tools/onnx_demo.py`` is such a
 reader, with onnxruntime, numpy and OpenCV only.
 
-The graph's contract:
+The graph's contract (what mmdet's and mmseg's ``predict`` with
+``rescale=True`` give for one image):
 
 - input ``image``: float32 ``[1, 3, H, W]``, H and W dynamic, as the model's
   data preprocessor hands it on: resized as the test pipeline does, in the
   model's channel order, normalised with its mean and std, and padded at the
   bottom and right to its size divisor.
-- a detector's outputs: ``boxes`` ``[N, 4]`` (x1, y1, x2, y2 in the input's
-  pixels), ``scores`` ``[N]`` (float32) and ``labels`` ``[N]`` (int64), best
-  first; a Mask R-CNN's also ``masks`` ``[N, 28, 28]``: the mask head's
-  probabilities for each box's class at RoI resolution, which the reader
-  pastes into the image.
-- a segmentor's output: ``label_map`` ``[H, W]`` (int64) for the input.
-
-Boxes are clipped to the input's size; mmdet clips them to the image before
-the preprocessor's padding, which the reader repeats on the final boxes
-(proposals that reach into the padding may differ).
+- input ``image_size``: int64 ``[2]``, the height and width of the image in
+  ``image`` before the data preprocessor's padding (mmdet's and mmseg's
+  ``img_shape``). Boxes are clipped to it, where mmdet clips them.
+- a detector's input ``scale_factor``: float32 ``[2]``, the test
+  pipeline's resize factors (width, height), as mmdet's ``scale_factor``.
+- a segmentor's input ``ori_size``: int64 ``[2]``, the height and width of
+  the original image.
+- a detector's outputs: ``boxes`` ``[N, 4]`` (x1, y1, x2, y2 in the
+  original image's pixels), ``scores`` ``[N]`` (float32) and ``labels``
+  ``[N]`` (int64), best first; a Mask R-CNN's also ``masks``
+  ``[N, 28, 28]``: the mask head's probabilities for each box's class at
+  RoI resolution, which the reader pastes into the image.
+- a segmentor's output: ``label_map`` ``[ori_h, ori_w]`` (int64).
 """
 import json
 import math
@@ -41,11 +45,21 @@ from torch import Tensor, nn
 from .errors import ExportError
 from .export import _is_segmentor, _is_two_stage, trace_to_onnx
 
-# The version of the metadata layout below.
-METADATA_FORMAT = 1
+# The version of the graph's inputs and the metadata layout below.
+METADATA_FORMAT = 2
 # What the reader reproduces of a test pipeline; the others are refused.
 PIPELINE_TRANSFORMS = ('LoadImageFromFile', 'Resize', 'Pad',
                        'LoadAnnotations', 'PackDetInputs', 'PackSegInputs')
+# The settings of those transforms that the reader applies (the file
+# backend's only say where files come from, the others act on annotations
+# or on what is packed); a transform given any other is refused.
+TRANSFORM_KEYS = dict(
+    LoadImageFromFile=('color_type', 'imdecode_backend', 'to_float32',
+                       'ignore_empty', 'backend_args', 'file_client_args'),
+    Resize=('scale', 'keep_ratio', 'interpolation', 'backend',
+            'clip_object_border'),
+    Pad=('size', 'size_divisor', 'pad_to_square', 'pad_val',
+         'padding_mode'))
 # cv2-backed interpolations of mmcv's imresize, by name.
 INTERPOLATIONS = ('nearest', 'bilinear', 'bicubic', 'area', 'lanczos')
 
@@ -126,19 +140,72 @@ def top_k(scores: Tensor, k: int) -> Tuple[Tensor, Tensor]:
     return scores.topk(k)
 
 
-def class_aware_nms(boxes: Tensor, scores: Tensor, classes: Tensor,
-                    iou_threshold: float, max_output: int) -> Tensor:
-    """Indices of the boxes that survive NMS within each class (or any
-    grouping, e.g. pyramid levels), best first, at most ``max_output``.
+class NmsSettings:
+    """The ``nms`` dict of an mmdet test config, as the graph applies it,
+    in mmcv's ``batched_nms`` order: boxes scoring at most
+    ``score_threshold`` dropped, greedy NMS at ``iou_threshold`` within
+    each class (across classes with ``class_agnostic``, but only below
+    ``split_thr`` boxes, where mmcv runs one NMS over all of them), at most
+    ``max_num`` kept.
 
-    As mmcv's ``batched_nms``: each class's boxes are moved by the class
-    index times (the largest coordinate + 1), so that boxes of different
-    classes never overlap, and one NMS runs over all of them."""
+    Every key is honoured or refused in one line that names it:
+    ``type`` must be ``'nms'`` and ``offset`` 0 (ONNX ``NonMaxSuppression``
+    has neither soft NMS nor mmcv's legacy +1 box sizes)."""
+
+    KEYS = ('type', 'iou_threshold', 'class_agnostic', 'score_threshold',
+            'max_num', 'split_thr', 'offset')
+
+    def __init__(self, nms, where: str) -> None:
+        nms = dict(nms or {})
+        unknown = sorted(set(nms) - set(self.KEYS))
+        if unknown:
+            raise ExportError(
+                f'{where}.nms.{unknown[0]} is not exportable end to end; the '
+                f'graph applies {", ".join(self.KEYS)}')
+        kind = nms.get('type', 'nms')
+        if kind != 'nms':
+            raise ExportError(f'{where}.nms.type={kind!r} is not exportable '
+                              f"end to end; plain 'nms' is")
+        if 'iou_threshold' not in nms:
+            raise ExportError(f'{where}.nms has no iou_threshold')
+        if nms.get('offset', 0) != 0:
+            raise ExportError(f"{where}.nms.offset={nms['offset']!r} is not "
+                              f'exportable end to end; ONNX NMS has offset 0')
+        self.iou_threshold = float(nms['iou_threshold'])
+        self.class_agnostic = bool(nms.get('class_agnostic', False))
+        self.score_threshold = float(nms.get('score_threshold', 0))
+        self.max_num = int(nms.get('max_num', -1))
+        self.split_thr = int(nms.get('split_thr', 10000))
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor,
+                settings: NmsSettings, max_per_img: int) -> Tensor:
+    """Indices of the boxes that survive mmcv's ``batched_nms`` with
+    ``settings`` within each class (or any grouping, e.g. pyramid levels),
+    best first, at most ``max_per_img`` (and ``settings.max_num``).
+
+    As mmcv: each class's boxes are moved by the class index times (the
+    largest coordinate + 1), so that boxes of different classes never
+    overlap, and one NMS runs over all of them. With ``class_agnostic``
+    they are moved only from ``split_thr`` boxes on, where mmcv runs NMS
+    class by class whatever the setting."""
     # A zero in the max keeps it defined without boxes.
     largest = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max()
     offsets = classes.to(boxes) * (largest + 1)
-    return NonMaxSuppression.apply(boxes + offsets[:, None], scores,
-                                   float(iou_threshold), int(max_output))
+    if settings.class_agnostic:
+        count = torch._shape_as_tensor(boxes)[0]
+        offsets = offsets * (count >= settings.split_thr).to(boxes)
+    boxes = boxes + offsets[:, None]
+    kept = None
+    if settings.score_threshold > 0:
+        kept = torch.nonzero(scores > settings.score_threshold).reshape(-1)
+        boxes, scores = boxes[kept], scores[kept]
+    limit = max_per_img
+    if settings.max_num > 0:
+        limit = min(limit, settings.max_num)
+    keep = NonMaxSuppression.apply(boxes, scores, settings.iou_threshold,
+                                   int(limit))
+    return keep if kept is None else kept[keep]
 
 
 def clip_boxes(boxes: Tensor, height: Tensor, width: Tensor) -> Tensor:
@@ -155,7 +222,7 @@ def decode_deltas(priors: Tensor, deltas: Tensor, coder,
     """mmdet's ``DeltaXYWHBBoxCoder.decode``: (dx, dy, dw, dh) deltas, one
     or one per class for each prior (``deltas`` (N, 4 * classes)), to boxes
     (N, classes, 4), clipped to the image when the coder clips."""
-    deltas = deltas.reshape(deltas.shape[0], -1, 4)
+    deltas = deltas.reshape(-1, deltas.shape[1] // 4, 4)
     deltas = deltas * deltas.new_tensor(coder.stds) + deltas.new_tensor(
         coder.means)
     priors = priors[:, None, :]
@@ -196,20 +263,20 @@ def grid_priors(prior_generator, level: int, feature: Tensor) -> Tensor:
     return torch.stack([xs, ys], dim=1)
 
 
-def _image_size(image: Tensor) -> Tuple[Tensor, Tensor]:
-    """Height and width of ``image`` as tensors: graph values in a trace."""
-    shape = torch._shape_as_tensor(image)
-    return shape[2], shape[3]
-
-
-def _nms_settings(cfg, where: str) -> Tuple[float, int]:
-    """The IoU threshold and detection count of a test config's NMS."""
-    nms = cfg.get('nms') or {}
-    if nms.get('type', 'nms') != 'nms' or 'iou_threshold' not in nms:
+def _test_settings(cfg, keys: Sequence[str], where: str) -> Dict:
+    """A head's test config as a dict, with ``max_per_img`` checked; a key
+    the graph does not apply is refused by name."""
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(keys))
+    if unknown:
         raise ExportError(
-            f'{where}.nms must be plain NMS with an iou_threshold to export '
-            f'end to end, got {dict(nms)!r}')
-    return float(nms['iou_threshold']), int(cfg.get('max_per_img', 100))
+            f'{where}.{unknown[0]} is not exportable end to end; the graph '
+            f'applies {", ".join(keys)}')
+    if int(cfg.get('max_per_img', 0)) <= 0:
+        raise ExportError(
+            f'{where}.max_per_img must be a positive number of detections '
+            f'to export end to end, got {cfg.get("max_per_img")!r}')
+    return cfg
 
 
 def _check_coder(head: nn.Module, where: str) -> None:
@@ -243,15 +310,32 @@ def _flat_maps(maps: Tensor, channels: int) -> Tensor:
     return maps[0].permute(1, 2, 0).reshape(-1, channels)
 
 
+def _rescale(boxes: Tensor, scale_factor: Tensor) -> Tensor:
+    """``boxes`` in the input's pixels to the original image's: mmdet's
+    ``scale_boxes`` by the reciprocal of the (w, h) ``scale_factor``."""
+    return boxes * (1 / scale_factor).repeat(2)
+
+
+def _size_filter(boxes: Tensor, min_size: float) -> Tensor:
+    """Indices of the boxes wider and taller than ``min_size``."""
+    sizes = boxes[:, 2:] - boxes[:, :2]
+    return torch.nonzero((sizes > min_size).all(1)).reshape(-1)
+
+
 class DenseDetectorGraph(nn.Module):
     """A single-stage detector (RetinaNet, RTMDet, ...: a dense head whose
     predictions mmdet's ``BaseDenseHead`` post-processes) from image to
     ``boxes``, ``scores`` and ``labels``.
 
-    Per pyramid level, the (prior, class) pairs scoring above
-    ``score_thr`` and among the ``nms_pre`` best; then decoding, the
-    ``min_bbox_size`` filter and class-aware NMS down to ``max_per_img``.
+    As mmdet's ``predict(rescale=True)``: per pyramid level, the
+    (prior, class) pairs scoring above ``score_thr`` and among the
+    ``nms_pre`` best; decoding, clipped to the image before padding; the
+    boxes scaled to the original image, the ``min_bbox_size`` filter there,
+    and NMS down to ``max_per_img``.
     """
+
+    TEST_KEYS = ('nms_pre', 'min_bbox_size', 'score_thr', 'nms',
+                 'max_per_img')
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
@@ -270,18 +354,24 @@ class DenseDetectorGraph(nn.Module):
             raise ExportError(f'{kind}: a loss with custom class channels is '
                               f'not exportable end to end')
         _check_coder(head, kind)
-        cfg = head.test_cfg
-        self.iou_threshold, self.max_per_img = _nms_settings(
-            cfg, 'model.test_cfg')
+        cfg = _test_settings(head.test_cfg, self.TEST_KEYS, 'model.test_cfg')
+        self.nms = NmsSettings(cfg.get('nms'), 'model.test_cfg')
+        self.max_per_img = int(cfg['max_per_img'])
         self.score_thr = float(cfg.get('score_thr', 0))
         self.nms_pre = int(cfg.get('nms_pre', -1))
+        if self.nms_pre <= 0:
+            raise ExportError(
+                f'model.test_cfg.nms_pre={self.nms_pre}: mmdet then drops '
+                f'the lowest-scoring candidate of each level; a positive '
+                f'nms_pre is exportable end to end')
         self.min_bbox_size = float(cfg.get('min_bbox_size', -1))
         self.backbone = detector.backbone
         self.neck = detector.neck if detector.with_neck else None
         self.head = head
         self.eval()
 
-    def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(self, image: Tensor, image_size: Tensor,
+                scale_factor: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         head = self.head
         features = self.backbone(image)
         if self.neck is not None:
@@ -292,7 +382,7 @@ class DenseDetectorGraph(nn.Module):
                 f'{type(head).__name__} predicts {len(outputs)} kinds of '
                 f'maps; only class scores and boxes are exportable end to '
                 f'end')
-        image_size = _image_size(image)
+        size = (image_size[0], image_size[1])
         all_scores, all_labels, all_boxes = [], [], []
         for level, (scores, regression) in enumerate(zip(*outputs)):
             priors = grid_priors(head.prior_generator, level, scores)
@@ -304,26 +394,21 @@ class DenseDetectorGraph(nn.Module):
             # The pairs above the threshold, then the nms_pre best of them.
             scores = scores.reshape(-1)
             pairs = torch.nonzero(scores > self.score_thr).reshape(-1)
-            scores = scores[pairs]
-            if self.nms_pre > 0:
-                scores, best = top_k(scores, self.nms_pre)
-                pairs = pairs[best]
+            scores, best = top_k(scores[pairs], self.nms_pre)
+            pairs = pairs[best]
             prior_index = _divide(pairs, classes)
             all_scores.append(scores)
             all_labels.append(pairs - prior_index * classes)
             all_boxes.append(
                 _decode(head, priors[prior_index], regression[prior_index],
-                        image_size))
+                        size))
         scores = torch.cat(all_scores)
         labels = torch.cat(all_labels)
-        boxes = torch.cat(all_boxes)
+        boxes = _rescale(torch.cat(all_boxes), scale_factor)
         if self.min_bbox_size >= 0:
-            sizes = boxes[:, 2:] - boxes[:, :2]
-            kept = torch.nonzero((sizes > self.min_bbox_size).all(1))
-            kept = kept.reshape(-1)
+            kept = _size_filter(boxes, self.min_bbox_size)
             scores, labels, boxes = scores[kept], labels[kept], boxes[kept]
-        keep = class_aware_nms(boxes, scores, labels, self.iou_threshold,
-                               self.max_per_img)
+        keep = batched_nms(boxes, scores, labels, self.nms, self.max_per_img)
         return boxes[keep], scores[keep], labels[keep]
 
 
@@ -383,12 +468,19 @@ class TwoStageDetectorGraph(nn.Module):
     ``StandardRoIHead``) from image to ``boxes``, ``scores``, ``labels``
     and, with a mask head, ``masks`` at RoI resolution.
 
-    The RPN keeps each level's ``nms_pre`` best anchors, drops boxes not
-    wider and taller than ``min_bbox_size`` and runs NMS per level down to
-    ``max_per_img`` proposals; the second stage pools them (``RoiFeatures``),
-    decodes one box per class, keeps the (box, class) pairs above
-    ``score_thr`` and runs class-aware NMS down to ``max_per_img``.
+    As mmdet's ``predict(rescale=True)``: the RPN keeps each level's
+    ``nms_pre`` best anchors, decodes them clipped to the image before
+    padding, drops boxes not wider and taller than ``min_bbox_size`` and
+    runs NMS per level down to ``max_per_img`` proposals; the second stage
+    pools them (``RoiFeatures``), decodes one box per class (clipped
+    likewise), keeps the (box, class) pairs above ``score_thr`` and runs
+    NMS down to ``max_per_img``; the mask head pools the kept boxes. Boxes
+    are scaled to the original image where mmdet scales them: before the
+    NMS without a mask head, after the mask pooling with one.
     """
+
+    RPN_KEYS = ('nms_pre', 'max_per_img', 'nms', 'min_bbox_size')
+    RCNN_KEYS = ('score_thr', 'nms', 'max_per_img', 'mask_thr_binary')
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
@@ -405,13 +497,16 @@ class TwoStageDetectorGraph(nn.Module):
         if roi_head.bbox_head.custom_cls_channels:
             raise ExportError('a box head with custom class channels is not '
                               'exportable end to end')
-        self.rpn_iou, self.rpn_max = _nms_settings(
-            rpn.test_cfg, 'model.test_cfg.rpn')
-        self.rpn_nms_pre = int(rpn.test_cfg.get('nms_pre', -1))
-        self.rpn_min_size = float(rpn.test_cfg.get('min_bbox_size', -1))
-        rcnn = roi_head.test_cfg
-        self.iou_threshold, self.max_per_img = _nms_settings(
-            rcnn, 'model.test_cfg.rcnn')
+        rpn_cfg = _test_settings(rpn.test_cfg, self.RPN_KEYS,
+                                 'model.test_cfg.rpn')
+        self.rpn_nms = NmsSettings(rpn_cfg.get('nms'), 'model.test_cfg.rpn')
+        self.rpn_max = int(rpn_cfg['max_per_img'])
+        self.rpn_nms_pre = int(rpn_cfg.get('nms_pre', -1))
+        self.rpn_min_size = float(rpn_cfg.get('min_bbox_size', -1))
+        rcnn = _test_settings(roi_head.test_cfg, self.RCNN_KEYS,
+                              'model.test_cfg.rcnn')
+        self.nms = NmsSettings(rcnn.get('nms'), 'model.test_cfg.rcnn')
+        self.max_per_img = int(rcnn['max_per_img'])
         self.score_thr = float(rcnn.get('score_thr', 0))
         self.backbone = detector.backbone
         self.neck = detector.neck if detector.with_neck else None
@@ -427,6 +522,7 @@ class TwoStageDetectorGraph(nn.Module):
         self.eval()
 
     def proposals(self, features: Sequence[Tensor], image_size) -> Tensor:
+        """The RPN's proposals, clipped to ``image_size`` (height, width)."""
         rpn = self.rpn_head
         all_scores, all_boxes, all_levels = [], [], []
         for level, (scores, regression) in enumerate(zip(*rpn(features))):
@@ -447,35 +543,33 @@ class TwoStageDetectorGraph(nn.Module):
         boxes = torch.cat(all_boxes)
         levels = torch.cat(all_levels)
         if self.rpn_min_size >= 0:
-            sizes = boxes[:, 2:] - boxes[:, :2]
-            kept = torch.nonzero((sizes > self.rpn_min_size).all(1))
-            kept = kept.reshape(-1)
+            kept = _size_filter(boxes, self.rpn_min_size)
             scores, boxes, levels = scores[kept], boxes[kept], levels[kept]
-        keep = class_aware_nms(boxes, scores, levels, self.rpn_iou,
-                               self.rpn_max)
+        keep = batched_nms(boxes, scores, levels, self.rpn_nms, self.rpn_max)
         return boxes[keep]
 
-    def forward(self, image: Tensor) -> Tuple[Tensor, ...]:
+    def forward(self, image: Tensor, image_size: Tensor,
+                scale_factor: Tensor) -> Tuple[Tensor, ...]:
         features = self.backbone(image)
         if self.neck is not None:
             features = self.neck(features)
-        image_size = _image_size(image)
-        proposals = self.proposals(features, image_size)
+        size = (image_size[0], image_size[1])
+        proposals = self.proposals(features, size)
         head = self.bbox_head
         class_scores, regression = head(
             self.bbox_roi_features(features, proposals))
         scores = class_scores.softmax(-1)[:, :-1]
         classes = scores.shape[1]
-        boxes = decode_deltas(proposals, regression, head.bbox_coder,
-                              image_size)
+        boxes = decode_deltas(proposals, regression, head.bbox_coder, size)
         boxes = boxes.expand(-1, classes, -1).reshape(-1, 4)
+        if not self.with_mask:
+            boxes = _rescale(boxes, scale_factor)
         # The (proposal, class) pairs above the threshold.
         scores = scores.reshape(-1)
         pairs = torch.nonzero(scores > self.score_thr).reshape(-1)
         labels = pairs - _divide(pairs, classes) * classes
         boxes, scores = boxes[pairs], scores[pairs]
-        keep = class_aware_nms(boxes, scores, labels, self.iou_threshold,
-                               self.max_per_img)
+        keep = batched_nms(boxes, scores, labels, self.nms, self.max_per_img)
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         if not self.with_mask:
             return boxes, scores, labels
@@ -486,6 +580,8 @@ class TwoStageDetectorGraph(nn.Module):
             masks = masks.flatten(0, 1)[rows]
         else:
             masks = masks[:, 0]
+        # mmdet's mask head divides the boxes by the scale factor in place.
+        boxes = boxes / scale_factor.repeat(2)
         return boxes, scores, labels, masks.sigmoid()
 
 
@@ -542,9 +638,11 @@ class _AdaptiveAveragePool(nn.Module):
 
 class SegmentorGraph(nn.Module):
     """An mmseg ``EncoderDecoder`` with whole-image inference from image to
-    ``label_map`` (H, W): the decode head's logits resized to the input
-    with its ``align_corners``, then the best class of each pixel (for one
-    output channel: the sigmoid above the head's ``threshold``).
+    ``label_map`` (the original image's height, width), as mmseg's
+    ``predict``: the decode head's logits resized to the input with its
+    ``align_corners``, the padding cut off, the logits resized to the
+    original image, then the best class of each pixel (for one output
+    channel: the sigmoid above the head's ``threshold``).
 
     It works on a copy of ``segmentor`` whose mmseg ``Upsample`` and
     ``nn.AdaptiveAvgPool2d`` (UperNet's pyramid pooling) are replaced by
@@ -581,12 +679,22 @@ class SegmentorGraph(nn.Module):
         self.segmentor = segmentor
         self.eval()
 
-    def forward(self, image: Tensor) -> Tensor:
+    def forward(self, image: Tensor, image_size: Tensor,
+                ori_size: Tensor) -> Tensor:
         head = self.segmentor.decode_head
         logits = head(self.segmentor.extract_feat(image))
         logits = F.interpolate(
             logits,
             size=image.shape[2:],
+            mode='bilinear',
+            align_corners=head.align_corners)
+        # As mmseg's postprocess_result: the padding cut off, the logits
+        # resized to the original image, then the best class.
+        logits = logits.index_select(2, torch.arange(image_size[0]))
+        logits = logits.index_select(3, torch.arange(image_size[1]))
+        logits = F.interpolate(
+            logits,
+            size=(ori_size[0], ori_size[1]),
             mode='bilinear',
             align_corners=head.align_corners)
         if logits.shape[1] == 1:
@@ -633,17 +741,33 @@ def _pipeline_metadata(pipeline: List[dict]) -> Dict:
     """The resize and padding of a test pipeline, as the reader needs
     them; transforms it cannot reproduce are refused by name."""
     resize = pad = None
+    to_float32 = False
     for transform in pipeline:
         kind = transform['type'].split('.')[-1]
         if kind not in PIPELINE_TRANSFORMS:
             raise ExportError(
                 f'test pipeline transform {kind!r} is not reproduced by the '
                 f'ONNX reader, which knows {PIPELINE_TRANSFORMS}')
-        if kind == 'LoadImageFromFile' and transform.get(
-                'color_type', 'color') != 'color':
+        applied = TRANSFORM_KEYS.get(kind)
+        unknown = sorted(set(transform) - {'type'} - set(applied)) \
+            if applied is not None else []
+        if unknown:
             raise ExportError(
-                f"LoadImageFromFile(color_type={transform['color_type']!r})"
-                f": the reader loads 3-channel BGR images ('color')")
+                f'{kind}({unknown[0]}=...) is not reproduced by the ONNX '
+                f'reader, which applies {kind}\'s '
+                f'{", ".join(TRANSFORM_KEYS[kind])}')
+        if kind == 'LoadImageFromFile':
+            if transform.get('color_type', 'color') != 'color':
+                raise ExportError(
+                    f'LoadImageFromFile(color_type='
+                    f"{transform['color_type']!r}): the reader loads "
+                    f"3-channel BGR images ('color')")
+            if transform.get('imdecode_backend', 'cv2') != 'cv2':
+                raise ExportError(
+                    f'LoadImageFromFile(imdecode_backend='
+                    f"{transform['imdecode_backend']!r}): the reader "
+                    f"decodes images with OpenCV ('cv2')")
+            to_float32 = bool(transform.get('to_float32', False))
         if kind == 'Resize':
             if transform.get('scale') is None:
                 raise ExportError(
@@ -676,7 +800,7 @@ def _pipeline_metadata(pipeline: List[dict]) -> Dict:
                 pad_to_square=bool(transform.get('pad_to_square', False)),
                 value=list(value) if isinstance(value,
                                                 (list, tuple)) else value)
-    return dict(resize=resize, pad=pad)
+    return dict(resize=resize, pad=pad, to_float32=to_float32)
 
 
 def _classes(cfg) -> List[str]:
@@ -738,15 +862,41 @@ def reader_metadata(cfg, graph: nn.Module) -> Dict[str, str]:
     return {key: json.dumps(value) for key, value in metadata.items()}
 
 
+def input_names(graph: nn.Module) -> List[str]:
+    if isinstance(graph, SegmentorGraph):
+        return ['image', 'image_size', 'ori_size']
+    return ['image', 'image_size', 'scale_factor']
+
+
+def example_inputs(graph: nn.Module, shape: Sequence[int],
+                   seed: int = 0) -> Dict[str, Tensor]:
+    """Random inputs of ``graph`` for a padded input of ``shape`` (H, W):
+    an image whose last tenth of rows and columns is padding, resized by
+    1.5 from the original (a segmentor's ``ori_size``, a detector's
+    ``scale_factor``)."""
+    generator = torch.Generator().manual_seed(seed)
+    height, width = (int(v) for v in shape)
+    size = torch.tensor([max(height * 9 // 10, 1), max(width * 9 // 10, 1)])
+    inputs = dict(
+        image=torch.rand(1, 3, height, width, generator=generator),
+        image_size=size)
+    if isinstance(graph, SegmentorGraph):
+        inputs['ori_size'] = torch.div(size * 2, 3, rounding_mode='floor')
+    else:
+        inputs['scale_factor'] = torch.tensor([1.5, 1.5])
+    return inputs
+
+
 def export_end_to_end(graph: nn.Module,
                       path: str,
                       shape: Sequence[int],
                       metadata: Optional[Dict[str, str]] = None,
-                      opset: int = 17) -> Tensor:
-    """Trace ``graph`` (from :func:`end_to_end_graph`) on a random image of
-    ``shape`` (H, W) and write it to ``path`` with dynamic height, width and
-    detection count, and ``metadata`` as its ``metadata_props``. Returns
-    the traced image."""
+                      opset: int = 17) -> Dict[str, Tensor]:
+    """Trace ``graph`` (from :func:`end_to_end_graph`) on random inputs
+    for an input image of ``shape`` (H, W) (:func:`example_inputs`) and
+    write it to ``path`` with dynamic height, width and detection count,
+    and ``metadata`` as its ``metadata_props``. Returns the traced
+    inputs."""
     import onnx
     if opset < 16:
         raise ExportError(f'opset {opset}: end-to-end graphs need opset 16 '
@@ -754,22 +904,24 @@ def export_end_to_end(graph: nn.Module,
     names = output_names(graph)
     axes = {'image': {2: 'height', 3: 'width'}}
     if names == ['label_map']:
-        axes['label_map'] = {0: 'height', 1: 'width'}
+        axes['label_map'] = {0: 'original_height', 1: 'original_width'}
     else:
         axes.update({name: {0: 'detections'} for name in names})
-    image = torch.rand(1, 3, *shape)
-    trace_to_onnx(graph, image, path, names, axes, opset)
+    inputs = example_inputs(graph, shape)
+    trace_to_onnx(graph, tuple(inputs.values()), path, names, axes, opset,
+                  input_names(graph))
     model = onnx.load(path)
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, path)
-    return image
+    return inputs
 
 
 def compare_with_onnxruntime(path: str, graph: nn.Module,
-                             image: Tensor) -> Dict[str, float]:
-    """Run ``path`` with onnxruntime and ``graph`` in PyTorch on ``image``.
+                             inputs: Dict[str, Tensor]) -> Dict[str, float]:
+    """Run ``path`` with onnxruntime and ``graph`` in PyTorch on ``inputs``
+    (as :func:`example_inputs` gives them).
 
     For a detector: the detection counts of both (``onnx``, ``pytorch``)
     and the largest difference of their sorted scores (``score``; inf
@@ -779,9 +931,11 @@ def compare_with_onnxruntime(path: str, graph: nn.Module,
     import onnxruntime
     runtime = onnxruntime.InferenceSession(
         path, providers=['CPUExecutionProvider'])
-    outputs = runtime.run(None, {'image': image.numpy()})
+    outputs = runtime.run(
+        None, {name: value.numpy()
+               for name, value in inputs.items()})
     with torch.no_grad():
-        expected = graph(image)
+        expected = graph(*inputs.values())
     if isinstance(graph, SegmentorGraph):
         same = outputs[0] == expected.numpy()
         return dict(agreement=float(same.mean()) if same.size else 0.)

@@ -12,7 +12,7 @@ cannot be exported without mmdeploy (see :class:`ExportError`); its
 ``part='rpn'`` exports everything before that step. Whole detectors and
 segmentors with their post-processing: :mod:`fasternet_mm.end_to_end`.
 """
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -26,16 +26,24 @@ from .testing import relative_error
 PARTS = ('model', 'rpn')
 
 
-def trace_to_onnx(module: nn.Module, image: torch.Tensor, path: str,
-                  output_names: List[str], dynamic_axes: Optional[dict],
-                  opset: int) -> None:
-    """Write ``module`` traced on ``image`` to ``path``, its one input
-    named ``image``, with TorchScript tracing (``dynamo=False``)."""
+def trace_to_onnx(module: nn.Module,
+                  inputs: Union[torch.Tensor, Tuple[torch.Tensor, ...]],
+                  path: str,
+                  output_names: List[str],
+                  dynamic_axes: Optional[dict],
+                  opset: int,
+                  input_names: Sequence[str] = ('image', )) -> None:
+    """Write ``module`` traced on ``inputs`` (one tensor, or a tuple named
+    by ``input_names``; the first is ``image``) to ``path``, with
+    TorchScript tracing (``dynamo=False``)."""
+    if isinstance(inputs, torch.Tensor):
+        inputs = (inputs, )
     with torch.no_grad():
         torch.onnx.export(
-            module, (image, ),
+            module,
+            tuple(inputs),
             path,
-            input_names=['image'],
+            input_names=list(input_names),
             output_names=output_names,
             opset_version=opset,
             dynamic_axes=dynamic_axes,

@@ -57,3 +57,57 @@ def relative_error(outputs: Sequence[torch.Tensor],
         float((a.float() - b.float()).abs().max() /
               b.float().abs().max().clamp(min=1e-12))
         for a, b in zip(outputs, reference))
+
+
+def box_iou(a, b):
+    """Pairwise IoU of (x1, y1, x2, y2) boxes, numpy arrays (N, 4), (M, 4)."""
+    import numpy as np
+    low = np.maximum(a[:, None, :2], b[None, :, :2])
+    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod((high - low).clip(min=0), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
+
+
+def match_detections(ours: dict, reference: dict) -> dict:
+    """How two detection results for one image agree, detection by
+    detection: each of ``ours`` (best first) is matched to the unmatched
+    ``reference`` detection of its class with the largest box IoU.
+
+    Both are dicts of numpy arrays, ``boxes`` (N, 4), ``scores``,
+    ``labels`` and optionally ``masks`` (N, H, W) bool. Returns the counts
+    (``ours``, ``reference``), ``unmatched`` (on either side, with no
+    reference of their class left or an IoU of 0), the matched pairs'
+    ``box_ious``, ``score_diffs`` and ``mask_ious`` (lists)."""
+    import numpy as np
+    boxes, expected = ours['boxes'], reference['boxes']
+    iou = box_iou(boxes, expected) if len(boxes) and len(expected) else \
+        np.zeros((len(boxes), len(expected)))
+    iou[ours['labels'][:, None] != reference['labels'][None]] = -1
+    free = np.ones(len(expected), bool)
+    stats = dict(
+        ours=len(boxes),
+        reference=len(expected),
+        unmatched=0,
+        box_ious=[],
+        score_diffs=[],
+        mask_ious=[])
+    for index in range(len(boxes)):
+        candidates = np.where(free, iou[index], -1)
+        match = int(candidates.argmax()) if len(candidates) else -1
+        if match < 0 or candidates[match] <= 0:
+            stats['unmatched'] += 1
+            continue
+        free[match] = False
+        stats['box_ious'].append(float(iou[index, match]))
+        stats['score_diffs'].append(
+            abs(float(ours['scores'][index]) -
+                float(reference['scores'][match])))
+        if 'masks' in ours:
+            a, b = ours['masks'][index], reference['masks'][match]
+            union = (a | b).sum()
+            stats['mask_ious'].append(
+                float((a & b).sum() / union) if union else 1.)
+    stats['unmatched'] += int(free.sum())
+    return stats

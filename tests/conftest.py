@@ -2,6 +2,7 @@
 import pytest
 from helpers import SHAPES
 
+from fasternet_mm import coco_like
 from fasternet_mm.shapes import generate
 
 # Dataset roots by their arguments, for the whole test run: the fixtures
@@ -44,3 +45,17 @@ def small_shapes(make_shapes):
     """Two 64x64 training images and one to evaluate: for runs that only
     have to start."""
     return make_shapes(num_train=2, num_val=1, size=64, seed=0)
+
+
+@pytest.fixture(scope='module')
+def coco_like_images(tmp_path_factory):
+    """The root of :mod:`fasternet_mm.coco_like`'s dataset of ten images:
+    COCO's sizes, empty images, objects cut by the edges, a crowd region,
+    a grayscale and an EXIF-rotated JPEG, tiny objects. Generated once per
+    test run."""
+    key = 'coco_like'
+    if key not in _ROOTS:
+        root = tmp_path_factory.mktemp('coco_like')
+        coco_like.generate(str(root), num_images=10, seed=0)
+        _ROOTS[key] = root
+    return _ROOTS[key]

@@ -47,7 +47,6 @@ scores tie, and NMS may break ties either way). See docs/onnx.md.
 import argparse
 import os
 
-import torch
 from mmengine.config import DictAction
 
 from fasternet_mm import FasterNet
@@ -55,8 +54,8 @@ from fasternet_mm.cli import (exit_on_user_error, load_config,
                               missing_files_are_user_errors)
 from fasternet_mm.complexity import weight_bytes
 from fasternet_mm.end_to_end import (compare_with_onnxruntime,
-                                     end_to_end_graph, export_end_to_end,
-                                     reader_metadata)
+                                     end_to_end_graph, example_inputs,
+                                     export_end_to_end, reader_metadata)
 from fasternet_mm.errors import ExportError
 from fasternet_mm.export import (PARTS, TensorOutputs, build_deploy_model,
                                  check_with_onnxruntime, export_model_onnx,
@@ -146,8 +145,8 @@ def export_whole_model(args):
     export_end_to_end(graph, args.end_to_end, args.shape, metadata,
                       args.opset)
     shape = (args.shape[0] + 32, args.shape[1] + 64)
-    image = torch.rand(1, 3, *shape)
-    check = compare_with_onnxruntime(args.end_to_end, graph, image)
+    check = compare_with_onnxruntime(args.end_to_end, graph,
+                                     example_inputs(graph, shape, seed=1))
     weights = weight_bytes(graph)
     size = os.path.getsize(args.end_to_end)
     if 'agreement' in check:

@@ -10,12 +10,13 @@ test pipeline's resize and padding, channel order, mean and std, size
 divisor, class names, mask threshold) is read from the ONNX file's
 metadata; see docs/onnx.md for the graph's inputs and outputs.
 
-What it does, as mmdet's and mmseg's ``predict`` with ``rescale=True``:
+What it does, as mmdet's and mmseg's test pipeline and data preprocessor:
 resize (``cv2``, as mmcv's ``imrescale``/``imresize``), pad, normalise and
-pad to the size divisor; run; clip boxes to the image before padding, scale
-them back to the input image, paste each 28x28 mask into it
-(``paste_masks``: the bilinear sampling of mmdet's ``_do_paste_mask``), or
-resize the label map back.
+pad to the size divisor; run the graph on that input, the image's size
+before the padding and the resize factors (or the original size), which
+gives what ``predict`` with ``rescale=True`` gives; paste each 28x28 mask
+into the image (``paste_masks``: the bilinear sampling of mmdet's
+``_do_paste_mask``).
 """
 import argparse
 import json
@@ -33,8 +34,8 @@ INTERPOLATIONS = dict(
     bicubic=cv2.INTER_CUBIC,
     area=cv2.INTER_AREA,
     lanczos=cv2.INTER_LANCZOS4)
-# The metadata layout this reader knows.
-METADATA_FORMAT = 1
+# The graph inputs and metadata layout this reader knows.
+METADATA_FORMAT = 2
 
 
 class ReaderError(Exception):
@@ -96,6 +97,8 @@ def preprocess(image: np.ndarray, spec: Dict) -> Tuple[np.ndarray, Dict]:
     ``img_shape`` (after resize and the pipeline's padding) and the
     image's own ``ori_shape``."""
     ori_shape = image.shape[:2]
+    if spec.get('to_float32'):
+        image = image.astype(np.float32)
     resize = spec.get('resize')
     if resize:
         height, width = image.shape[:2]
@@ -188,29 +191,33 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, height: int,
     return pasted
 
 
+def graph_inputs(tensor: np.ndarray, info: Dict) -> Dict[str, np.ndarray]:
+    """Every input a graph may take, by name: the ``image``, its
+    ``image_size`` before the padding, the (w, h) ``scale_factor`` of the
+    resize (detectors) and the original size ``ori_size`` (segmentors)."""
+    return dict(
+        image=tensor,
+        image_size=np.array(info['image_shape'], np.int64),
+        scale_factor=np.array(info['scale_factor'], np.float32),
+        ori_size=np.array(info['ori_shape'], np.int64))
+
+
 def postprocess(outputs: Dict[str, np.ndarray], info: Dict,
                 metadata: Dict) -> Dict[str, np.ndarray]:
-    """The graph's outputs in the input image's pixels: ``boxes``,
+    """The graph's outputs (in the original image's pixels): ``boxes``,
     ``scores``, ``labels`` and, for instance segmentation, ``masks``
-    (N, H, W) bool; for semantic segmentation a ``label_map`` (H, W)."""
-    ori_h, ori_w = info['ori_shape']
+    (N, H, W) bool pasted into the image; for semantic segmentation a
+    ``label_map`` (H, W)."""
     if metadata['task'] == 'semantic':
-        height, width = info['image_shape']
-        label_map = outputs['label_map'][:height, :width]
-        label_map = cv2.resize(
-            label_map.astype(np.int32), (ori_w, ori_h),
-            interpolation=cv2.INTER_NEAREST)
-        return dict(label_map=label_map)
-    boxes = outputs['boxes'].astype(np.float32)
-    # mmdet clips to the image before the preprocessor's padding.
-    height, width = info['image_shape']
-    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
-    boxes = boxes / np.float32(info['scale_factor'] * 2)
+        return dict(label_map=outputs['label_map'])
     result = dict(
-        boxes=boxes, scores=outputs['scores'], labels=outputs['labels'])
+        boxes=outputs['boxes'],
+        scores=outputs['scores'],
+        labels=outputs['labels'])
     if 'masks' in outputs:
-        result['masks'] = paste_masks(outputs['masks'], boxes, ori_h, ori_w,
+        ori_h, ori_w = info['ori_shape']
+        result['masks'] = paste_masks(outputs['masks'], outputs['boxes'],
+                                      ori_h, ori_w,
                                       metadata['mask_threshold'])
     return result
 
@@ -219,9 +226,15 @@ def predict(runtime, metadata: Dict,
             image: np.ndarray) -> Dict[str, np.ndarray]:
     """Predictions for one BGR uint8 image (see :func:`postprocess`)."""
     tensor, info = preprocess(image, metadata['preprocess'])
+    inputs = graph_inputs(tensor, info)
+    wanted = [item.name for item in runtime.get_inputs()]
+    unknown = sorted(set(wanted) - set(inputs))
+    if unknown:
+        raise ReaderError(f'the graph takes an input {unknown[0]!r} that '
+                          f'this reader does not know, only {sorted(inputs)}')
     names = [output.name for output in runtime.get_outputs()]
-    outputs = dict(zip(names, runtime.run(None, {'image': tensor})))
-    return postprocess(outputs, info, metadata)
+    outputs = runtime.run(None, {name: inputs[name] for name in wanted})
+    return postprocess(dict(zip(names, outputs)), info, metadata)
 
 
 def palette(count: int) -> List[Tuple[int, int, int]]:
