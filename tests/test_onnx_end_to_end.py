@@ -490,7 +490,7 @@ def test_reader_runs_without_torch_or_mmdet(mask_rcnn, shapes, tmp_path):
 
 
 def test_coco_map_through_onnx_equals_tools_test(mask_rcnn,
-                                                coco_like_images, tmp_path):
+                                                 coco_like_images, tmp_path):
     """tools/test.py and tools/test_onnx.py on the COCO-like images (crowd
     regions, an empty image, objects at the edges), the model exported by
     tools/export_onnx.py."""
