@@ -21,13 +21,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ...checkpoint import (CheckpointError, convert_state_dict, detect_layout,
                            load_pretrained)
 from ...registry import MODELS
-from ..layers import FasterNetBlock, fuse_conv_bn
+from ..layers import DeployableMixin, FasterNetBlock, fuse_conv_bn
 
 # The smallest input that survives the four downsamplings (4, 2, 2, 2).
 MIN_INPUT_SIZE = 32
 
 
-class ConvDownsample(nn.Module):
+class ConvDownsample(DeployableMixin, nn.Module):
     """A bias-free conv with kernel size equal to its stride, then a norm.
 
     FasterNet uses it as the 4x4 patch embedding and as the 2x2 patch merging
@@ -44,8 +44,8 @@ class ConvDownsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x))
 
-    def switch_to_deploy(self) -> None:
-        """Fold the BatchNorm into the conv. Idempotent."""
+    def _switch_own_layers(self) -> None:
+        """Fold the BatchNorm into the conv."""
         if isinstance(self.norm, _BatchNorm):
             self.conv = fuse_conv_bn(self.conv, self.norm)
             self.norm = nn.Identity()
@@ -77,7 +77,7 @@ class FasterNetStage(nn.Module):
 
 
 @MODELS.register_module()
-class FasterNet(BaseModule):
+class FasterNet(DeployableMixin, BaseModule):
     """FasterNet backbone.
 
     A PyTorch implementation of `Run, Don't Walk: Chasing Higher FLOPS for
@@ -219,7 +219,6 @@ class FasterNet(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.out_norm = out_norm
-        self.deploy = False
         self.layout = None  # the deploy form's layout rule
 
         embed_dim = arch['embed_dim']
@@ -362,10 +361,6 @@ class FasterNet(BaseModule):
                 param.requires_grad = False
 
     def train(self, mode: bool = True) -> 'FasterNet':
-        if mode and self.deploy:
-            raise RuntimeError(
-                'This FasterNet was switched to its deploy form (BN folded '
-                'into convs) and cannot train; build a new one to train')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
@@ -405,11 +400,7 @@ class FasterNet(BaseModule):
         if layout not in self.layout_rules:
             raise ValueError(f'layout must be one of {self.layout_rules} or '
                              f'None (by device), got {layout!r}')
-        if not self.deploy:
-            for module in self.modules():
-                if isinstance(module, (ConvDownsample, FasterNetBlock)):
-                    module.switch_to_deploy()
-            self.deploy = True
+        super().switch_to_deploy()
         self.layout = layout
         if layout == 'cuda':
             self.to(memory_format=torch.channels_last)

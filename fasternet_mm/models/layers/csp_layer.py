@@ -16,41 +16,11 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from ...registry import MODELS
-from .bn_folding import fold_conv_module_norm
 from .fasternet_block import FasterNetBlock
 from .partial_conv import CONV_LAYER_NAME
+from .reparam import DeployableMixin
 
 BLOCK_TYPES = ('pconvnext', 'fasternet')
-
-
-class DeployableMixin:
-    """``switch_to_deploy()`` for the neck modules here: fold every
-    BatchNorm that follows a conv in a ``ConvModule`` or a
-    :class:`FasterNetBlock` into that conv. A folded module refuses to
-    train."""
-
-    deploy = False
-
-    def switch_to_deploy(self) -> None:
-        if self.deploy:
-            return
-        for module in list(self.modules()):
-            if isinstance(module, ConvModule):
-                fold_conv_module_norm(module)
-            elif isinstance(module, FasterNetBlock):
-                module.switch_to_deploy()
-        for module in self.modules():
-            if isinstance(module, DeployableMixin):
-                module.deploy = True
-        self.eval()
-
-    def train(self, mode: bool = True):
-        if mode and self.deploy:
-            raise RuntimeError(
-                f'This {type(self).__name__} was switched to its deploy form '
-                f'(BN folded into convs) and cannot train; build a new one '
-                f'to train')
-        return super().train(mode)
 
 
 @MODELS.register_module()

@@ -17,14 +17,17 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ...registry import MODELS
 from .bn_folding import fuse_conv_bn
 from .partial_conv import PartialConv
+from .reparam import DeployableMixin
 
 
 @MODELS.register_module()
-class FasterNetBlock(nn.Module):
+class FasterNetBlock(DeployableMixin, nn.Module):
     """PConv followed by a pointwise MLP, with a residual connection.
 
     ``x + drop_path(project(act(norm(expand(pconv(x))))))``, where ``expand``
     and ``project`` are bias-free 1x1 convs to ``mlp_ratio * C`` and back.
+    ``switch_to_deploy()`` folds ``norm`` into ``expand``
+    (:class:`DeployableMixin`).
 
     Args:
         channels (int): Number of input and output channels.
@@ -78,9 +81,8 @@ class FasterNetBlock(nn.Module):
             return torch.addcmul(x, residual, mask.bernoulli_(keep).div_(keep))
         return x + residual
 
-    def switch_to_deploy(self) -> None:
-        """Fold the MLP's BatchNorm into the 1x1 conv before it.
-        Idempotent."""
+    def _switch_own_layers(self) -> None:
+        """Fold the MLP's BatchNorm into the 1x1 conv before it."""
         if isinstance(self.norm, _BatchNorm):
             self.expand = fuse_conv_bn(self.expand, self.norm)
             self.norm = nn.Identity()
