@@ -21,6 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ...checkpoint import (CheckpointError, convert_state_dict, detect_layout,
                            load_pretrained)
 from ...registry import MODELS
+from ...typing_utils import ConfigType, OptConfigType, OptMultiConfig
 from ..layers import DeployableMixin, FasterNetBlock, fuse_conv_bn
 
 # The smallest input that survives the four downsamplings (4, 2, 2, 2).
@@ -35,7 +36,7 @@ class ConvDownsample(DeployableMixin, nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int,
-                 norm_cfg: Dict) -> None:
+                 norm_cfg: ConfigType) -> None:
         super().__init__()
         self.conv = nn.Conv2d(
             in_channels, out_channels, stride, stride, bias=False)
@@ -89,9 +90,15 @@ class FasterNet(DeployableMixin, BaseModule):
             ``depths``, ``mlp_ratio``, ``n_div``, ``act_cfg`` and
             ``drop_path_rate``. Defaults to ``'s'``.
         in_channels (int): Number of input image channels. Defaults to 3.
+        drop_path_rate (float, optional): Stochastic depth rate, growing
+            linearly from 0 over all blocks. Defaults to the arch's ImageNet
+            rate.
         out_indices (int | Sequence[int]): Stages whose features are
             returned; negative indices count from the last stage.
             Defaults to (0, 1, 2, 3).
+        out_norm (bool): Put a norm layer (``norm{i}``) on each returned
+            feature map, as the official detection and segmentation models
+            do. Set it to False for raw stage outputs. Defaults to True.
         frozen_stages (int): -1 freezes nothing, 0 the patch embedding,
             ``i`` the patch embedding, stages 1..i and their output norms.
             Defaults to -1.
@@ -99,12 +106,6 @@ class FasterNet(DeployableMixin, BaseModule):
             ``dict(type='BN')``.
         act_cfg (dict, optional): Activation inside the blocks. Defaults to
             the arch's (GELU for t0 and t1, in-place ReLU otherwise).
-        drop_path_rate (float, optional): Stochastic depth rate, growing
-            linearly from 0 over all blocks. Defaults to the arch's ImageNet
-            rate.
-        out_norm (bool): Put a norm layer (``norm{i}``) on each returned
-            feature map, as the official detection and segmentation models
-            do. Set it to False for raw stage outputs. Defaults to True.
         norm_eval (bool): Keep every BatchNorm in eval mode during training
             (frozen running statistics). Defaults to False.
         with_cp (bool): Use gradient checkpointing in each block, trading
@@ -177,17 +178,17 @@ class FasterNet(DeployableMixin, BaseModule):
     layout_rules = ('cpu', 'cuda')
 
     def __init__(self,
-                 arch: Union[str, Dict] = 's',
+                 arch: Union[str, dict] = 's',
                  in_channels: int = 3,
-                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_cfg: Dict = dict(type='BN'),
-                 act_cfg: Optional[Dict] = None,
                  drop_path_rate: Optional[float] = None,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
                  out_norm: bool = True,
+                 frozen_stages: int = -1,
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 act_cfg: OptConfigType = None,
                  norm_eval: bool = False,
                  with_cp: bool = False,
-                 init_cfg: Optional[Union[Dict, List[Dict]]] = None) -> None:
+                 init_cfg: OptMultiConfig = None) -> None:
         if init_cfg is None:
             init_cfg = [
                 dict(type='TruncNormal', layer='Conv2d', std=0.02),

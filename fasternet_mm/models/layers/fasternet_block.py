@@ -6,8 +6,6 @@ are built from it.
 Original code (MIT licence): github.com/JierunChen/FasterNet; written from
 scratch for MMEngine.
 """
-from typing import Dict
-
 import torch
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
@@ -15,6 +13,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import MODELS
+from ...typing_utils import ConfigType
 from .bn_folding import fuse_conv_bn
 from .partial_conv import PartialConv
 from .reparam import DeployableMixin
@@ -50,8 +49,8 @@ class FasterNetBlock(DeployableMixin, nn.Module):
                  n_div: int = 4,
                  mlp_ratio: float = 2.0,
                  drop_path_rate: float = 0.0,
-                 norm_cfg: Dict = dict(type='BN'),
-                 act_cfg: Dict = dict(type='ReLU', inplace=True),
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 act_cfg: ConfigType = dict(type='ReLU', inplace=True),
                  with_cp: bool = False) -> None:
         super().__init__()
         hidden_channels = int(channels * mlp_ratio)
