@@ -1,5 +1,6 @@
 """tools/train.py --amp: bf16 autocast by parts on a CPU, MMEngine's fp16
-AmpOptimWrapper where it runs, one clear line elsewhere."""
+AmpOptimWrapper where it runs, one clear line elsewhere; tools/test.py
+--amp, bf16 autocast by parts."""
 import os
 import subprocess
 import sys
@@ -108,3 +109,14 @@ def test_bf16_training_hook_validates_in_fp32():
     assert dtypes == [
         torch.bfloat16, torch.float32, torch.bfloat16, torch.float32
     ]
+
+
+def test_test_tool_takes_amp_and_its_old_name_bf16():
+    tool = load_tool('test')
+    args = tool.parse_args([str(DET_DEMO), 'model.pth', '--amp'])
+    assert args.amp == 'all'
+    assert tool.parse_args([str(DET_DEMO), 'model.pth']).amp is None
+    with pytest.warns(FutureWarning, match='--bf16 is deprecated; use --amp'):
+        args = tool.parse_args([str(DET_DEMO), 'model.pth', '--bf16',
+                                'backbone'])
+    assert args.amp == 'backbone'

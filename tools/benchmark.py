@@ -32,7 +32,7 @@ from fasternet_mm.benchmark.detector import (amp_train_section,
 from fasternet_mm.benchmark.gpu import (gpu_detector_section, gpu_section,
                                         gpu_train_section, plot_gpu_throughput)
 from fasternet_mm.benchmark.onnx import onnx_section
-from fasternet_mm.cli import exit_on_user_error
+from fasternet_mm.cli import add_deprecated_flag, exit_on_user_error
 from fasternet_mm.errors import PreflightError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -50,7 +50,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--arch', default='s', help='FasterNet arch')
     parser.add_argument(
-        '--shapes', default='224x224,800x1216', help='HxW,HxW,...')
+        '--shape',
+        nargs='+',
+        default=['224x224', '800x1216'],
+        help='input sizes of the backbone timing, HxW each')
+    add_deprecated_flag(
+        parser, '--shapes', '--shape', convert=lambda s: s.split(','))
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--out', default='work_dirs/benchmark')
     parser.add_argument(
@@ -139,9 +144,7 @@ def sections(args, shapes):
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
-    shapes = [
-        tuple(int(v) for v in s.split('x')) for s in args.shapes.split(',')
-    ]
+    shapes = [tuple(int(v) for v in s.split('x')) for s in args.shape]
     os.makedirs(args.out, exist_ok=True)
     if args.onnx:
         report = {}
