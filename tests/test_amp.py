@@ -12,6 +12,7 @@ from helpers import REPO, load_tool
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
+from fasternet_mm import precision
 from fasternet_mm.errors import PreflightError
 from fasternet_mm.hooks import Bf16TrainingHook
 
@@ -55,12 +56,11 @@ def test_amp_trains_on_a_cpu_in_bf16_by_parts(tmp_path, make_shapes):
 ])
 def test_amp_picks_the_device_s_mixed_precision(monkeypatch, device,
                                                 optim_wrapper, hooks):
-    tool = load_tool('train')
-    monkeypatch.setattr(tool, 'get_device', lambda: device)
+    monkeypatch.setattr(precision, 'get_device', lambda: device)
     monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
                         lambda: True)
     cfg = Config.fromfile(DET_DEMO)
-    tool.use_amp(cfg)
+    precision.configure_amp(cfg)
     assert cfg.optim_wrapper.type == optim_wrapper
     assert [h['type'] for h in cfg.get('custom_hooks', [])] == hooks
 
@@ -72,11 +72,11 @@ def test_amp_picks_the_device_s_mixed_precision(monkeypatch, device,
 def test_amp_where_the_device_cannot_is_one_line(monkeypatch, capsys, device,
                                                  bf16, pattern):
     tool = load_tool('train')
-    monkeypatch.setattr(tool, 'get_device', lambda: device)
+    monkeypatch.setattr(precision, 'get_device', lambda: device)
     monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
                         lambda: bf16)
     with pytest.raises(PreflightError, match=pattern):
-        tool.use_amp(Config.fromfile(DET_DEMO))
+        precision.configure_amp(Config.fromfile(DET_DEMO))
     with pytest.raises(SystemExit) as info:
         tool.main([str(DET_DEMO), '--amp'])
     err = capsys.readouterr().err
