@@ -461,18 +461,15 @@ class FasterNet(DeployableMixin, BaseModule):
 
     def _to_deploy_memory_format(self, x: torch.Tensor) -> torch.Tensor:
         """The memory format of a map inside the deploy form, by the rule
-        of ``self.memory_format``, chosen per device by what was measured
-        there:
+        of ``self.memory_format``, chosen per device by measurement
+        (docs/deploy.md, with the figures and their commands):
 
-        - ``'cuda'``: channels-last on every map. On an H200 at batch 256 the
-          CPU's per-size rule ran 1.5-1.8x slower than channels-last
-          everywhere.
+        - ``'cuda'``: channels-last on every map; the CPU's per-size rule
+          ran slower on CUDA.
         - ``'cpu'``: channels-last for maps of at least
-          ``channels_last_min_pixels`` pixels, NCHW for smaller ones. On a
-          2-core Zen 4, channels-last makes FasterNet-S 1.2x faster at
-          800x1216, but its 1x1 convs on 7x7 maps run 2x slower than in
-          NCHW, which made the whole model 0.89x timm at 224x224;
-          switching per map size gives 1.05x there.
+          ``channels_last_min_pixels`` pixels, NCHW for smaller ones:
+          channels-last speeds up large maps, but its 1x1 convs on small
+          maps (7x7 at 224x224) run slower than in NCHW.
         """
         big = self.memory_format == 'cuda' or \
             x.shape[2] * x.shape[3] >= self.channels_last_min_pixels
