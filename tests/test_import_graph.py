@@ -13,11 +13,10 @@ from helpers import REPO
 PACKAGE = REPO / 'fasternet_mm'
 
 # What a module under models/ may import from outside models/: the registry,
-# the config type hints and the deprecation helper, which import nothing of
-# the package. The backbone
-# reads the official and timm checkpoint layouts, whose home is
-# fasternet_mm.checkpoint (it imports nothing of the models; the circle
-# check holds it to that).
+# the config type hints and the deprecated aliases, which import nothing of
+# the package. The backbone reads the official and timm checkpoint layouts,
+# whose home is fasternet_mm.checkpoint (it imports nothing of the models;
+# the circle check holds it to that).
 OUTSIDE_MODELS = {
     'fasternet_mm.deprecation', 'fasternet_mm.registry',
     'fasternet_mm.typing_utils'
@@ -138,7 +137,7 @@ def test_the_graph_is_read():
     assert 'fasternet_mm.models.layers' in graph[
         'fasternet_mm.models.backbones.fasternet']
     assert graph['fasternet_mm.models.layers.csp_layer'] >= {
-        'fasternet_mm.models.layers.bn_folding',
+        'fasternet_mm.models.layers.reparam',
         'fasternet_mm.models.layers.fasternet_block', 'fasternet_mm.registry'
     }
     # An import inside a function counts.
