@@ -45,11 +45,11 @@ bench: setup
 # limit; one JSON in work_dirs/gpu_check/.  Offline:
 # FASTERNET_MM_WHEELHOUSE=DIR (tools/setup/device_wheels.sh DIR).  Example:
 #   make gpu-check PY=python3
-# Where one command may run at most 10 minutes, two runs on the same
-# machine; the second adds its steps to the first's JSON:
-#   make gpu-check PY=python3 GPU_CHECK_ARGS="--only setup,bench --budget 570"
-#   make gpu-check PY=python3 GPU_CHECK_ARGS="--only tests --budget 570"
-# (python3 tools/setup/gpu_check.py --help tells the limits.)
+# --only runs some steps, and a later run on the same machine the others
+# (the second adds its steps to the first's JSON); --budget SECONDS caps a
+# run.  python3 tools/setup/gpu_check.py --help tells the limits:
+#   make gpu-check PY=python3 GPU_CHECK_ARGS="--only setup,bench"
+#   make gpu-check PY=python3 GPU_CHECK_ARGS="--only tests"
 gpu-check:
 	@command -v $(PY) >/dev/null || { echo "gpu-check: no Python '$(PY)'; name one with torch and CUDA: make gpu-check PY=python3" >&2; exit 1; }
 	@$(PY) tools/setup/gpu_check.py $(GPU_CHECK_ARGS)

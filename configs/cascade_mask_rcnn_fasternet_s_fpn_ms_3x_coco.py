@@ -8,15 +8,6 @@ _base_ = [
 custom_imports = _base_.fasternet_imports
 default_hooks = _base_.fasternet_hooks
 
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='FasterNet',
-        arch='s',
-        drop_path_rate=0.15,
-        out_indices=(0, 1, 2, 3),
-        init_cfg=dict(
-            type='Pretrained', checkpoint=_base_.fasternet_imagenet.s)),
-    neck=dict(in_channels=[128, 256, 512, 1024]))
+model = _base_.fasternet_s_fpn
 
 optim_wrapper = _base_.fasternet_adamw

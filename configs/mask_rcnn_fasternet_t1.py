@@ -2,11 +2,5 @@
 _base_ = './_base_/mask_rcnn_fasternet_fpn_1x_coco.py'
 
 model = dict(
-    backbone=dict(
-        arch='t1',
-        drop_path_rate=0.02,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=_base_.fasternet_imagenet.t1)),
+    backbone=_base_.fasternet_archs.t1,
     neck=dict(in_channels=[64, 128, 256, 512]))
-
-optim_wrapper = dict(optimizer=dict(lr=2e-4))

@@ -8,17 +8,8 @@ _base_ = [
 custom_imports = _base_.fasternet_imports
 default_hooks = _base_.fasternet_hooks
 
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='FasterNet',
-        arch='s',
-        drop_path_rate=0.15,
-        out_indices=(0, 1, 2, 3),
-        init_cfg=dict(
-            type='Pretrained', checkpoint=_base_.fasternet_imagenet.s)),
-    # start_level=1: the FPN uses strides 8, 16 and 32.
-    neck=dict(in_channels=[128, 256, 512, 1024]))
+# The FPN keeps RetinaNet's start_level=1: it uses strides 8, 16 and 32.
+model = _base_.fasternet_s_fpn
 
 optim_wrapper = dict(
     _delete_=True,

@@ -11,22 +11,8 @@ _base_ = [
 custom_imports = _base_.fasternet_imports
 default_hooks = _base_.fasternet_hooks
 
+# The neck keeps the recipe's CSPNeXtPAFPN settings (96 channels, one
+# block per CSP layer, SyncBN, SiLU) and changes its type and inputs.
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='FasterNet',
-        arch='t0',
-        out_indices=(1, 2, 3),
-        init_cfg=dict(
-            type='Pretrained', checkpoint=_base_.fasternet_imagenet.t0)),
-    neck=dict(
-        _delete_=True,
-        type='FasterNetPAFPN',
-        in_channels=[80, 160, 320],
-        out_channels=96,
-        num_csp_blocks=1,
-        n_div=4,
-        block_type='pconvnext',
-        out_conv='depthwise',
-        norm_cfg=dict(type='SyncBN'),
-        act_cfg=dict(type='SiLU', inplace=True)))
+    backbone=_base_.fasternet_t0_last_three,
+    neck=dict(type='FasterNetPAFPN', in_channels=[80, 160, 320]))

@@ -1,10 +1,6 @@
 _base_ = './_base_/upernet_fasternet_ade20k.py'
 
 model = dict(
-    backbone=dict(
-        arch='l',
-        drop_path_rate=0.3,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=_base_.fasternet_imagenet.l)),
+    backbone=_base_.fasternet_archs.l,
     decode_head=dict(in_channels=[192, 384, 768, 1536]),
     auxiliary_head=dict(in_channels=768))

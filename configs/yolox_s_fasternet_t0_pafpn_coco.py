@@ -9,22 +9,13 @@ _base_ = ['mmdet::yolox/yolox_s_8xb8-300e_coco.py', './_base_/fasternet.py']
 custom_imports = _base_.fasternet_imports
 default_hooks = _base_.fasternet_hooks
 
+# YOLOXPAFPN's width and activation; its BN settings are FasterNetPAFPN's
+# default.
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='FasterNet',
-        arch='t0',
-        out_indices=(1, 2, 3),
-        init_cfg=dict(
-            type='Pretrained', checkpoint=_base_.fasternet_imagenet.t0)),
+    backbone=_base_.fasternet_t0_last_three,
     neck=dict(
         _delete_=True,
         type='FasterNetPAFPN',
         in_channels=[80, 160, 320],
         out_channels=128,
-        num_csp_blocks=1,
-        n_div=4,
-        block_type='pconvnext',
-        out_conv='depthwise',
-        norm_cfg=dict(type='BN', momentum=0.03, eps=0.001),
         act_cfg=dict(type='Swish')))

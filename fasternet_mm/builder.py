@@ -1,38 +1,13 @@
-"""What running a detector or segmentor takes without a dataset or
-pretrained weights: the model of a config with random weights
-(:func:`build_model`) and a data sample that describes its input image
-(:func:`dummy_sample`). The tools, the benchmark and the tests build and
-run models with these."""
-import copy
+"""Deprecated: the old name of :mod:`fasternet_mm.model_utils`, which this
+module re-exports. It builds no registry's modules, as its name suggested."""
+import warnings
 
-from torch import nn
+from .model_utils import build_model, dummy_sample
 
+warnings.warn(
+    'fasternet_mm.builder is deprecated; import build_model and '
+    'dummy_sample from fasternet_mm.model_utils',
+    DeprecationWarning,
+    stacklevel=2)
 
-def build_model(cfg) -> nn.Module:
-    """The model of ``cfg`` (an mmengine ``Config`` with ``default_scope``
-    mmdet or mmseg) with random weights, in train mode, SyncBN layers
-    turned into BN. The backbone's ``init_cfg`` is dropped, so that
-    ``init_weights()`` would download nothing; ``cfg`` is left as it is."""
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import MODELS, init_default_scope
-
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.backbone.init_cfg = None
-    return revert_sync_batchnorm(MODELS.build(model_cfg))
-
-
-def dummy_sample(scope: str, height: int, width: int):
-    """A DetDataSample (``scope='mmdet'``) or SegDataSample for an unpadded,
-    unscaled ``height`` x ``width`` image, for predict or tensor mode."""
-    meta = dict(
-        img_shape=(height, width),
-        ori_shape=(height, width),
-        pad_shape=(height, width),
-        batch_input_shape=(height, width),
-        scale_factor=(1.0, 1.0))
-    if scope == 'mmdet':
-        from mmdet.structures import DetDataSample
-        return DetDataSample(metainfo=meta)
-    from mmseg.structures import SegDataSample
-    return SegDataSample(metainfo=meta)
+__all__ = ['build_model', 'dummy_sample']

@@ -1,10 +1,12 @@
 """What tools/train.py and tools/test.py share: loading a config with
 mmdet's and mmseg's command-line conventions, and turning known errors into
 one clear line instead of a traceback."""
+import argparse
 import contextlib
 import functools
 import os.path as osp
 import sys
+import warnings
 from typing import Any, Callable, Optional
 
 from mmengine.config import Config, ConfigDict, DictAction
@@ -29,6 +31,30 @@ def add_common_args(parser) -> None:
         help='job launcher')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def add_deprecated_flag(parser: argparse.ArgumentParser,
+                        old: str,
+                        new: str,
+                        convert: Optional[Callable[[Any], Any]] = None,
+                        **kwargs) -> None:
+    """Accept ``old``, a flag's former name, as ``new``: it warns, and
+    stores its value (through ``convert``, where the format changed) where
+    ``new`` does. It is left out of ``--help``; ``kwargs`` are its
+    ``add_argument`` arguments (``nargs``, ``choices``, ...)."""
+    dest = new.lstrip('-').replace('-', '_')
+
+    class DeprecatedFlag(argparse.Action):
+
+        def __call__(self, parser, namespace, values, option_string=None):
+            warnings.warn(
+                f'{old} is deprecated; use {new}', FutureWarning, stacklevel=2)
+            setattr(namespace, dest,
+                    values if convert is None else convert(values))
+
+    parser.add_argument(
+        old, dest=dest, action=DeprecatedFlag, help=argparse.SUPPRESS,
+        **kwargs)
 
 
 def load_config(path: str, cfg_options: Optional[dict], launcher: str,

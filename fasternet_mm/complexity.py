@@ -6,7 +6,7 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
-from .builder import dummy_sample
+from .model_utils import dummy_sample
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -11,6 +11,7 @@ from typing import Optional, Union
 
 from torch import nn
 
+from .deprecation import deprecated_alias
 from .models import FasterNet
 
 
@@ -35,6 +36,7 @@ def _swap_roi_align(model: nn.Module) -> None:
 
 def switch_to_deploy(model: nn.Module,
                      compile: Union[bool, dict] = False,
+                     memory_format: Optional[str] = None,
                      layout: Optional[str] = None) -> nn.Module:
     """Switch a backbone, detector or segmentor to its deploy form, in place:
     every submodule with a ``switch_to_deploy`` method (every FasterNet,
@@ -51,19 +53,23 @@ def switch_to_deploy(model: nn.Module,
             backbones are compiled: heads with NMS and data-dependent shapes
             gain little and recompile often. The first call at each input
             shape pays for the compilation.
-        layout (str, optional): The memory-format rule of every FasterNet's
-            deploy form, ``'cpu'`` or ``'cuda'``; None picks each one's by
-            the device of its weights (``FasterNet.switch_to_deploy``).
+        memory_format (str, optional): The memory-format rule of every
+            FasterNet's deploy form, ``'cpu'`` or ``'cuda'``; None picks
+            each one's by the device of its weights
+            (``FasterNet.switch_to_deploy``).
+        layout (str, optional): Deprecated name of ``memory_format``.
 
     Returns:
         nn.Module: ``model``, in eval mode.
     """
+    memory_format = deprecated_alias('switch_to_deploy', 'layout', layout,
+                                     'memory_format', memory_format)
     if not isinstance(compile, (bool, dict)):
         raise TypeError(f'compile must be a bool or a dict of torch.compile '
                         f'arguments, got {compile!r}')
     for module in list(model.modules()):
         if isinstance(module, FasterNet):
-            module.switch_to_deploy(layout=layout)
+            module.switch_to_deploy(memory_format=memory_format)
         elif callable(getattr(module, 'switch_to_deploy', None)):
             module.switch_to_deploy()
     _swap_roi_align(model)

@@ -17,10 +17,10 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .builder import build_model
 from .checkpoint import read_checkpoint, unwrap_state_dict
 from .deploy import switch_to_deploy
 from .errors import CheckpointError, ExportError
+from .model_utils import build_model
 from .testing import relative_error
 
 PARTS = ('model', 'rpn')

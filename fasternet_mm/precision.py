@@ -2,13 +2,21 @@
 neck and heads under bf16 (or fp16) autocast, while the heads' predictor
 layers, RoIAlign, NMS and the other post-processing stay in fp32;
 ``use_fp32`` undoes it. Forward hooks do the work, so state-dict keys never
-change.
+change. ``configure_amp(cfg)`` picks a training config's mixed precision by
+device (``tools/train.py --amp``).
 """
 import re
 from typing import List, Optional, Sequence
 
 import torch
+from mmengine.config import Config
+from mmengine.device import get_device
 from torch import nn
+
+from .errors import PreflightError
+
+# Where MMEngine's AmpOptimWrapper (fp16 with a loss scaler) runs.
+AMP_OPTIM_WRAPPER_DEVICES = ('cuda', 'npu', 'mlu', 'musa')
 
 
 def _to_float(outputs):
@@ -158,3 +166,28 @@ def use_fp32(model: nn.Module) -> nn.Module:
         for handle in module.__dict__.pop('_fasternet_precision', ()):
             handle.remove()
     return model
+
+
+def configure_amp(cfg: Config) -> None:
+    """Mixed-precision training for ``cfg``, in place, by the device it
+    will train on: MMEngine's fp16 ``AmpOptimWrapper`` with a dynamic loss
+    scale where it runs (CUDA, NPU, MLU, MUSA), bf16 autocast by parts
+    (``Bf16TrainingHook``, :func:`use_low_precision`) on a CPU with native
+    bf16.
+
+    Raises:
+        PreflightError: Elsewhere, naming the device and what is missing.
+    """
+    device = get_device()
+    if device in AMP_OPTIM_WRAPPER_DEVICES:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    elif device == 'cpu' and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='fasternet_mm.Bf16TrainingHook')
+        ]
+    else:
+        what = 'this CPU has no native bf16 (AVX512-BF16 or AMX)' \
+            if device == 'cpu' else f'MMEngine has no mixed precision on ' \
+            f'{device!r}'
+        raise PreflightError(f'--amp: {what}; train without --amp')

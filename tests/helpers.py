@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from fasternet_mm.builder import build_model, dummy_sample
+from fasternet_mm.model_utils import build_model, dummy_sample
 from fasternet_mm.testing import randomize_norms  # noqa: F401
 
 SMALL = (96, 128)

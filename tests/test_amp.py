@@ -1,5 +1,6 @@
 """tools/train.py --amp: bf16 autocast by parts on a CPU, MMEngine's fp16
-AmpOptimWrapper where it runs, one clear line elsewhere."""
+AmpOptimWrapper where it runs, one clear line elsewhere; tools/test.py
+--amp, bf16 autocast by parts."""
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from helpers import REPO, load_tool
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
+from fasternet_mm import precision
 from fasternet_mm.errors import PreflightError
 from fasternet_mm.hooks import Bf16TrainingHook
 
@@ -54,12 +56,11 @@ def test_amp_trains_on_a_cpu_in_bf16_by_parts(tmp_path, make_shapes):
 ])
 def test_amp_picks_the_device_s_mixed_precision(monkeypatch, device,
                                                 optim_wrapper, hooks):
-    tool = load_tool('train')
-    monkeypatch.setattr(tool, 'get_device', lambda: device)
+    monkeypatch.setattr(precision, 'get_device', lambda: device)
     monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
                         lambda: True)
     cfg = Config.fromfile(DET_DEMO)
-    tool.use_amp(cfg)
+    precision.configure_amp(cfg)
     assert cfg.optim_wrapper.type == optim_wrapper
     assert [h['type'] for h in cfg.get('custom_hooks', [])] == hooks
 
@@ -71,11 +72,11 @@ def test_amp_picks_the_device_s_mixed_precision(monkeypatch, device,
 def test_amp_where_the_device_cannot_is_one_line(monkeypatch, capsys, device,
                                                  bf16, pattern):
     tool = load_tool('train')
-    monkeypatch.setattr(tool, 'get_device', lambda: device)
+    monkeypatch.setattr(precision, 'get_device', lambda: device)
     monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
                         lambda: bf16)
     with pytest.raises(PreflightError, match=pattern):
-        tool.use_amp(Config.fromfile(DET_DEMO))
+        precision.configure_amp(Config.fromfile(DET_DEMO))
     with pytest.raises(SystemExit) as info:
         tool.main([str(DET_DEMO), '--amp'])
     err = capsys.readouterr().err
@@ -108,3 +109,14 @@ def test_bf16_training_hook_validates_in_fp32():
     assert dtypes == [
         torch.bfloat16, torch.float32, torch.bfloat16, torch.float32
     ]
+
+
+def test_test_tool_takes_amp_and_its_old_name_bf16():
+    tool = load_tool('test')
+    args = tool.parse_args([str(DET_DEMO), 'model.pth', '--amp'])
+    assert args.amp == 'all'
+    assert tool.parse_args([str(DET_DEMO), 'model.pth']).amp is None
+    with pytest.warns(FutureWarning, match='--bf16 is deprecated; use --amp'):
+        args = tool.parse_args([str(DET_DEMO), 'model.pth', '--bf16',
+                                'backbone'])
+    assert args.amp == 'backbone'

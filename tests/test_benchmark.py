@@ -185,3 +185,14 @@ def test_benchmark_times_configs_against_each_other(monkeypatch, tmp_path):
     stock, pconv = names
     assert section['neck_params_m'][pconv] < \
         section['neck_params_m'][stock]
+
+
+def test_shape_flag_and_its_old_name_shapes():
+    benchmark = load_tool('benchmark')
+    assert benchmark.parse_args(['--shape', '64x96', '97x131']).shape == [
+        '64x96', '97x131'
+    ]
+    with pytest.warns(FutureWarning, match='--shapes is deprecated; use '
+                      '--shape'):
+        args = benchmark.parse_args(['--shapes', '64x96,97x131'])
+    assert args.shape == ['64x96', '97x131']

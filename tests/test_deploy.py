@@ -8,6 +8,9 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fasternet_mm import FasterNet, GatherRoIAlign, switch_to_deploy
+from fasternet_mm.models import (DeployableMixin, FasterNetBlock,
+                                 FasterNetCSPLayer, FasterNetPAFPN,
+                                 PConvNeXtBlock)
 from fasternet_mm.models.layers import fuse_conv_bn
 from fasternet_mm.testing import relative_error
 
@@ -196,3 +199,34 @@ def test_compiled_deploy_form_is_one_graph_with_equal_outputs():
     assert error <= 1e-4, error
     with pytest.raises(TypeError, match="compile must be a bool or a dict"):
         switch_to_deploy(model, compile='max-autotune')
+
+
+@pytest.mark.parametrize(
+    'build', [
+        lambda: FasterNetBlock(16, norm_cfg=dict(type='BN')),
+        lambda: PConvNeXtBlock(16, 16),
+        lambda: FasterNetCSPLayer(16, 16),
+        lambda: FasterNetPAFPN([16, 32], 16),
+        lambda: FasterNet(arch=TINY_ARCH),
+    ],
+    ids=['block', 'pconvnext', 'csp', 'neck', 'backbone'])
+def test_one_deploy_protocol(build):
+    """The blocks, the neck and the backbone share one contract: a
+    ``deploy`` flag, ``switch_to_deploy()`` that folds every BatchNorm of a
+    conv-BN pair and is idempotent, and a one-line refusal to train after
+    it that names the module."""
+    module = build()
+    assert isinstance(module, DeployableMixin) and not module.deploy
+    module.switch_to_deploy()
+    assert all(m.deploy for m in module.modules()
+               if isinstance(m, DeployableMixin))
+    assert not module.training
+    folded = [name for name, m in module.named_modules()
+              if isinstance(m, _BatchNorm) and not name.startswith('norm')]
+    assert folded == []
+    name = type(module).__name__
+    with pytest.raises(RuntimeError, match=rf'^This {name} is in its deploy '
+                       r'form [^\n]*$'):
+        module.train()
+    module.switch_to_deploy()  # idempotent
+    module.eval()  # eval stays allowed

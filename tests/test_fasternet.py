@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 import torch
 from helpers import TINY_ARCH
@@ -326,3 +328,14 @@ def test_drop_path_drops_whole_samples_and_keeps_the_mean():
     block.eval()
     with torch.no_grad():
         torch.testing.assert_close(block(x), x + block._residual(x))
+
+
+def test_arguments_in_mmdet_order():
+    """Architecture, input, structure, outputs, freezing, norm and
+    activation configs, norm_eval, with_cp, init_cfg: the order of mmdet's
+    backbones, which a positional call relies on."""
+    assert list(inspect.signature(FasterNet).parameters) == [
+        'arch', 'in_channels', 'drop_path_rate', 'out_indices', 'out_norm',
+        'frozen_stages', 'norm_cfg', 'act_cfg', 'norm_eval', 'with_cp',
+        'init_cfg'
+    ]

@@ -57,6 +57,26 @@ def test_pconvnext_block_mixes_space_on_every_channel():
     assert layer(torch.rand(2, 32, 13, 17)).shape == (2, 48, 13, 17)
 
 
+@pytest.mark.parametrize('n_div', [2, 3])
+def test_pconvnext_block_takes_its_n_div(n_div):
+    """The block's PConv convolves ``in_channels // n_div`` channels and
+    passes the rest to the pointwise conv untouched, on its own and inside
+    a CSP layer."""
+    block = PConvNeXtBlock(24, 24, n_div=n_div).eval()
+    pconv = block.conv1.conv.partial_conv
+    convolved = 24 // n_div
+    assert pconv.conv.in_channels == pconv.conv_channels == convolved
+    x = torch.randn(1, 24, 9, 11)
+    changed = x.clone()
+    changed[:, 0, 4, 5] += 10
+    with torch.no_grad():
+        reached = (pconv(changed) - pconv(x))[0].flatten(1).abs().amax(1) > 0
+    assert reached.tolist() == [True] * convolved + [False] * (24 - convolved)
+    layer = FasterNetCSPLayer(32, 48, n_div=n_div)
+    assert all(b.conv1.conv.partial_conv.conv_channels == 24 // n_div
+               for b in layer.blocks)
+
+
 def test_csp_layer_bad_arguments_are_named():
     with pytest.raises(ValueError, match=r'out_channels=4, expand_ratio=0.5 '
                        r'and n_div=4'):

@@ -12,11 +12,15 @@ from helpers import REPO
 
 PACKAGE = REPO / 'fasternet_mm'
 
-# What a module under models/ may import from outside models/. The backbone
-# reads the official and timm checkpoint layouts, whose home is
-# fasternet_mm.checkpoint (it imports nothing of the models; the circle
-# check holds it to that).
-OUTSIDE_MODELS = {'fasternet_mm.registry'}
+# What a module under models/ may import from outside models/: the registry,
+# the config type hints and the deprecated aliases, which import nothing of
+# the package. The backbone reads the official and timm checkpoint layouts,
+# whose home is fasternet_mm.checkpoint (it imports nothing of the models;
+# the circle check holds it to that).
+OUTSIDE_MODELS = {
+    'fasternet_mm.deprecation', 'fasternet_mm.registry',
+    'fasternet_mm.typing_utils'
+}
 OUTSIDE_MODELS_EXTRA = {
     'fasternet_mm.models.backbones.fasternet': {'fasternet_mm.checkpoint'}
 }
@@ -133,7 +137,7 @@ def test_the_graph_is_read():
     assert 'fasternet_mm.models.layers' in graph[
         'fasternet_mm.models.backbones.fasternet']
     assert graph['fasternet_mm.models.layers.csp_layer'] >= {
-        'fasternet_mm.models.layers.bn_folding',
+        'fasternet_mm.models.layers.reparam',
         'fasternet_mm.models.layers.fasternet_block', 'fasternet_mm.registry'
     }
     # An import inside a function counts.
@@ -188,3 +192,25 @@ def test_import_in_a_fresh_interpreter():
                             text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ['True']
+
+
+def test_builder_is_a_deprecated_name_of_model_utils():
+    script = textwrap.dedent("""
+        import warnings
+        import fasternet_mm.model_utils as model_utils
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            import fasternet_mm.builder as builder
+        print(builder.build_model is model_utils.build_model,
+              builder.dummy_sample is model_utils.dummy_sample)
+        print(*[w.category.__name__ for w in caught])
+        print(*[w.message for w in caught])
+    """)
+    result = subprocess.run([sys.executable, '-c', script],
+                            capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    same, categories, message = result.stdout.splitlines()
+    assert same == 'True True'
+    assert categories == 'DeprecationWarning'
+    assert 'fasternet_mm.builder is deprecated' in message

@@ -34,7 +34,7 @@ def test_det_demo_trains_reloads_and_evaluates(shapes, tmp_path):
     # as the training form does: at most 0.017 bbox and 0.027 segm mAP apart
     # over the runs that set LOSS_FALL.
     result = run_tool('test.py', DET_DEMO, checkpoint, '--work-dir',
-                      tmp_path / 'deploy', '--deploy', '--bf16', *options)
+                      tmp_path / 'deploy', '--deploy', '--amp', *options)
     assert result.returncode == 0, result.stderr[-3000:]
     bf16 = last_metrics(tmp_path / 'deploy')
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):

@@ -32,7 +32,7 @@ from fasternet_mm.benchmark.detector import (amp_train_section,
 from fasternet_mm.benchmark.gpu import (gpu_detector_section, gpu_section,
                                         gpu_train_section, plot_gpu_throughput)
 from fasternet_mm.benchmark.onnx import onnx_section
-from fasternet_mm.cli import exit_on_user_error
+from fasternet_mm.cli import add_deprecated_flag, exit_on_user_error
 from fasternet_mm.errors import PreflightError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -50,7 +50,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--arch', default='s', help='FasterNet arch')
     parser.add_argument(
-        '--shapes', default='224x224,800x1216', help='HxW,HxW,...')
+        '--shape',
+        nargs='+',
+        default=['224x224', '800x1216'],
+        help='input sizes of the backbone timing, HxW each')
+    add_deprecated_flag(
+        parser, '--shapes', '--shape', convert=lambda s: s.split(','))
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--out', default='work_dirs/benchmark')
     parser.add_argument(
@@ -102,7 +107,7 @@ def onnx_reader():
     return reader
 
 
-def sections(args, shapes):
+def sections(args, input_shapes):
     """The parts of a run in order, as ``(name, run(report))``: the GPU ones
     where CUDA is available, then (unless ``--gpu-only``) the CPU ones."""
     arch, repeats = args.arch, args.repeats
@@ -119,14 +124,14 @@ def sections(args, shapes):
     if args.gpu_only:
         return parts
     parts.append(('gemm', lambda report: gemm_section(report, arch)))
-    for shape in shapes:
+    for shape in input_shapes:
         parts.append((f'backbone {shape[0]}x{shape[1]}',
                       lambda report, shape=shape: backbone_section(
                           report, arch, shape,
                           report['gemm_gflops_per_s']['fp32'], repeats)))
     if not args.skip_train:
         parts.append(('train_step', lambda report: train_section(
-            report, arch, shapes[-1], repeats)))
+            report, arch, input_shapes[-1], repeats)))
         if torch.ops.mkldnn._is_mkldnn_bf16_supported():
             parts.append(('amp_train_step', lambda report: amp_train_section(
                 report, DEMO_CONFIG, repeats)))
@@ -139,9 +144,7 @@ def sections(args, shapes):
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
-    shapes = [
-        tuple(int(v) for v in s.split('x')) for s in args.shapes.split(',')
-    ]
+    input_shapes = [tuple(int(v) for v in s.split('x')) for s in args.shape]
     os.makedirs(args.out, exist_ok=True)
     if args.onnx:
         report = {}
@@ -166,7 +169,7 @@ def main(argv=None):
     report = dict(
         arch=args.arch, backbone={}, train_step={}, finished=[],
         complete=False)
-    for section, run in sections(args, shapes):
+    for section, run in sections(args, input_shapes):
         run(report)
         report['finished'].append(section)
         dump_report(report, path)

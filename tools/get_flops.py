@@ -12,10 +12,10 @@ import argparse
 
 from mmengine.config import DictAction
 
-from fasternet_mm.builder import build_model
 from fasternet_mm.cli import exit_on_user_error, load_config
 from fasternet_mm.complexity import count_complexity
 from fasternet_mm.errors import PreflightError
+from fasternet_mm.model_utils import build_model
 
 
 def parse_args(argv=None):

@@ -39,7 +39,7 @@ env "$@" "$py" tools/test.py "$cfg" "$checkpoint" --work-dir "$root/w" \
     "${data[@]}" > "$root/test.log" 2>&1
 if [[ $task == det ]]; then
     env "$@" "$py" tools/test.py "$cfg" "$checkpoint" --work-dir "$root/d" \
-        --deploy --bf16 "${data[@]}" > "$root/bf16.log" 2>&1
+        --deploy --amp "${data[@]}" > "$root/bf16.log" 2>&1
 fi
 "$py" - "$root" "$task" "$seed" "$*" <<'PY'
 import glob, json, sys

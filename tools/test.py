@@ -4,8 +4,8 @@ import argparse
 import os.path as osp
 
 from fasternet_mm.checkpoint import mmengine_checkpoints
-from fasternet_mm.cli import (add_common_args, build_runner,
-                              exit_on_user_error, load_config)
+from fasternet_mm.cli import (add_common_args, add_deprecated_flag,
+                              build_runner, exit_on_user_error, load_config)
 from fasternet_mm.errors import PreflightError
 from fasternet_mm.preflight import check_config
 
@@ -32,13 +32,16 @@ def parse_args(argv=None):
         help='test the deploy form (BN folded into convs, mmcv RoIAlign '
         'swapped for the equal GatherRoIAlign)')
     parser.add_argument(
-        '--bf16',
+        '--amp',
         nargs='?',
         const='all',
         choices=['all', 'backbone'],
-        help='run the backbone, neck and heads (or, with "backbone", the '
-        'backbone only) under bf16 autocast; RoIAlign, NMS and the other '
-        'post-processing stay fp32')
+        help='mixed precision: run the backbone, neck and heads (or, with '
+        '"backbone", the backbone only) under bf16 autocast; the predictor '
+        'layers, RoIAlign, NMS and the other post-processing stay fp32')
+    add_deprecated_flag(
+        parser, '--bf16', '--amp', nargs='?', const='all',
+        choices=['all', 'backbone'])
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -88,12 +91,12 @@ def main(argv=None):
     check_config(cfg, 'test')
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
-    if args.deploy or args.bf16:
+    if args.deploy or args.amp:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(
                 type='fasternet_mm.InferenceFormHook',
                 deploy=args.deploy,
-                bf16=args.bf16)
+                bf16=args.amp)
         ]
     runner = build_runner(cfg)
     with mmengine_checkpoints():  # MMEngine's checkpoints, weights-only

@@ -6,13 +6,11 @@ widths are reported before the Runner is built.
 """
 import argparse
 
-import torch
-from mmengine.device import get_device
-
 from fasternet_mm.checkpoint import mmengine_checkpoints
 from fasternet_mm.cli import (add_common_args, build_runner,
                               exit_on_user_error, load_config)
 from fasternet_mm.errors import PreflightError
+from fasternet_mm.precision import configure_amp
 from fasternet_mm.preflight import check_config
 
 
@@ -20,7 +18,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument(
-        '--amp', action='store_true', help='automatic mixed precision')
+        '--amp',
+        action='store_true',
+        help='mixed precision: fp16 with a loss scaler on CUDA (also NPU, '
+        'MLU, MUSA), bf16 autocast by parts on a CPU with native bf16')
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
@@ -36,31 +37,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def use_amp(cfg) -> None:
-    """``--amp``: MMEngine's fp16 AmpOptimWrapper where it runs (CUDA, NPU,
-    MLU, MUSA), bf16 autocast by parts on a CPU with native bf16."""
-    device = get_device()
-    if device in ('cuda', 'npu', 'mlu', 'musa'):
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.loss_scale = 'dynamic'
-    elif device == 'cpu' and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='fasternet_mm.Bf16TrainingHook')
-        ]
-    else:
-        what = 'this CPU has no native bf16 (AVX512-BF16 or AMX)' \
-            if device == 'cpu' else f'MMEngine has no mixed precision on ' \
-            f'{device!r}'
-        raise PreflightError(f'--amp: {what}; train without --amp')
-
-
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.launcher,
                       args.work_dir)
     if args.amp:
-        use_amp(cfg)
+        configure_amp(cfg)
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise PreflightError(

@@ -26,3 +26,36 @@ fasternet_imagenet = dict(
     s=fasternet_release + 'fasternet_s-epoch.299-val_acc1.81.2840.pth',
     m=fasternet_release + 'fasternet_m-epoch.291-val_acc1.82.9620.pth',
     l=fasternet_release + 'fasternet_l-epoch.299-val_acc1.83.5060.pth')
+
+# Each arch with its ImageNet-1k weights, for a FasterNet backbone:
+# `backbone=_base_.fasternet_archs.m`.
+fasternet_archs = {
+    arch: dict(
+        arch=arch, init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
+    for arch, checkpoint in fasternet_imagenet.items()
+}
+
+# FasterNet-S, with the drop-path rate of the paper's Mask R-CNN-S, in place
+# of the ResNet-50 of an mmdet FPN detector.
+fasternet_s_fpn = dict(
+    backbone=dict(
+        _delete_=True,
+        type='FasterNet',
+        drop_path_rate=0.15,
+        **fasternet_archs['s']),
+    neck=dict(in_channels=[128, 256, 512, 1024]))
+
+# FasterNet-T0's last three stages (strides 8, 16 and 32) in place of a
+# one-stage detector's backbone (RTMDet, YOLOX).
+fasternet_t0_last_three = dict(
+    _delete_=True,
+    type='FasterNet',
+    out_indices=(1, 2, 3),
+    **fasternet_archs['t0'])
+
+# FasterNet in place of a segmentor's backbone, with SyncBN as mmseg's
+# recipes train theirs.
+fasternet_syncbn = dict(
+    _delete_=True,
+    type='FasterNet',
+    norm_cfg=dict(type='SyncBN', requires_grad=True))

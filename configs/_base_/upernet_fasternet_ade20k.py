@@ -2,8 +2,9 @@
 # recipe (AdamW lr 6e-5, weight decay 0.01, no decay on norms, 1500 warm-up
 # iterations, then poly decay; 2 images per GPU on 8 GPUs). The FasterNet
 # paper reports no segmentation results.
-# Arch-neutral: each variant sets the arch, its drop-path rate and ImageNet
-# checkpoint, and the heads' in_channels.
+# Arch-neutral: each variant sets the arch and its ImageNet checkpoint (S
+# also the drop-path rate of the paper's detectors), and the heads'
+# in_channels.
 _base_ = [
     'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',  # noqa: E501
     './fasternet.py'
@@ -12,12 +13,7 @@ _base_ = [
 custom_imports = _base_.fasternet_imports
 default_hooks = _base_.fasternet_hooks
 
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='FasterNet',
-        out_indices=(0, 1, 2, 3),
-        norm_cfg=dict(type='SyncBN', requires_grad=True)))
+model = dict(backbone=_base_.fasternet_syncbn)
 
 optim_wrapper = dict(
     paramwise_cfg=dict(

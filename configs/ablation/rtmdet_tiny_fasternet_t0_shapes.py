@@ -4,20 +4,5 @@
 _base_ = './rtmdet_tiny_shapes.py'
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='FasterNet',
-        arch='t0',
-        out_indices=(1, 2, 3),
-        init_cfg=None),
-    neck=dict(
-        _delete_=True,
-        type='FasterNetPAFPN',
-        in_channels=[80, 160, 320],
-        out_channels=96,
-        num_csp_blocks=1,
-        n_div=4,
-        block_type='pconvnext',
-        out_conv='depthwise',
-        norm_cfg=dict(type='SyncBN'),
-        act_cfg=dict(type='SiLU', inplace=True)))
+    backbone=dict(_base_.fasternet_t0_last_three, init_cfg=None),
+    neck=dict(type='FasterNetPAFPN', in_channels=[80, 160, 320]))

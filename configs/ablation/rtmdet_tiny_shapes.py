@@ -9,10 +9,10 @@
 # its last 20 of 300 epochs) only slow down so short a schedule.
 _base_ = [
     'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py',
-    '../_base_/datasets/shapes_instance.py'
+    '../_base_/datasets/shapes_instance.py', '../_base_/fasternet.py'
 ]
 
-custom_imports = dict(imports=['fasternet_mm'], allow_failed_imports=False)
+custom_imports = _base_.fasternet_imports
 
 data_root = _base_.shapes_data_root
 image_size = (256, 256)
@@ -33,22 +33,17 @@ test_pipeline = [
     dict(type='Resize', scale=image_size, keep_ratio=True),
     dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor')),
+    _base_.shapes_test_packing,
 ]
 train_dataloader = dict(
     batch_size=16,
-    num_workers=0,
-    persistent_workers=False,
     pin_memory=False,
-    dataset=dict(**_base_.shapes_train_dataset, pipeline=train_pipeline))
+    dataset=dict(**_base_.shapes_train_dataset, pipeline=train_pipeline),
+    **_base_.shapes_loading)
 test_dataloader = dict(
     batch_size=1,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(**_base_.shapes_test_dataset, pipeline=test_pipeline))
+    dataset=dict(**_base_.shapes_test_dataset, pipeline=test_pipeline),
+    **_base_.shapes_loading)
 test_evaluator = dict(ann_file=_base_.shapes_test_ann_file)
 # Evaluation is tools/test.py's job: no validation inside training.
 val_dataloader = None

@@ -56,21 +56,16 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=image_scale, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor')),
+    _base_.shapes_test_packing,
 ]
 train_dataloader = dict(
     batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(**_base_.shapes_train_dataset, pipeline=train_pipeline))
+    dataset=dict(**_base_.shapes_train_dataset, pipeline=train_pipeline),
+    **_base_.shapes_loading)
 test_dataloader = dict(
     batch_size=1,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(**_base_.shapes_test_dataset, pipeline=test_pipeline))
+    dataset=dict(**_base_.shapes_test_dataset, pipeline=test_pipeline),
+    **_base_.shapes_loading)
 test_evaluator = dict(
     ann_file=_base_.shapes_test_ann_file, metric=['bbox', 'segm'])
 # Evaluation is tools/test.py's job: no validation inside training.

@@ -10,9 +10,9 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from ..builder import build_model, dummy_sample
 from ..complexity import count_parameters
 from ..deploy import switch_to_deploy
+from ..model_utils import build_model, dummy_sample
 from ..precision import use_fp32, use_low_precision
 from .timing import interleaved_medians
 

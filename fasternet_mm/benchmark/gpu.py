@@ -8,8 +8,8 @@ from typing import Sequence
 import torch
 from mmengine.logging import print_log
 
-from ..builder import build_model, dummy_sample
 from ..deploy import switch_to_deploy
+from ..model_utils import build_model, dummy_sample
 from ..testing import relative_error, timm_features, timm_peer
 from .detector import (RESNET50_MASK_RCNN, keep_all_boxes,
                        load_detector_config, training_batch)

@@ -18,3 +18,10 @@ shapes_test_dataset = dict(
     ann_file='annotations/instances_val.json',
     data_prefix=dict(img='val/'))
 shapes_test_ann_file = shapes_data_root + 'annotations/instances_val.json'
+# The last step of a test pipeline: the meta keys the evaluator reads.
+shapes_test_packing = dict(
+    type='PackDetInputs',
+    meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+               'scale_factor'))
+# The images are small and few: load them in the main process.
+shapes_loading = dict(num_workers=0, persistent_workers=False)

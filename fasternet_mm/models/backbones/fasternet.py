@@ -8,6 +8,7 @@ architecture facts (widths, depths, activations, drop-path rates) follow its
 configs; the code here is written from scratch for MMEngine.
 """
 import copy
+import warnings
 from collections import OrderedDict
 from numbers import Integral
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -20,14 +21,16 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...checkpoint import (CheckpointError, convert_state_dict, detect_layout,
                            load_pretrained)
+from ...deprecation import deprecated_alias
 from ...registry import MODELS
-from ..layers import FasterNetBlock, fuse_conv_bn
+from ...typing_utils import ConfigType, OptConfigType, OptMultiConfig
+from ..layers import DeployableMixin, FasterNetBlock, fuse_conv_bn
 
 # The smallest input that survives the four downsamplings (4, 2, 2, 2).
 MIN_INPUT_SIZE = 32
 
 
-class ConvDownsample(nn.Module):
+class ConvDownsample(DeployableMixin, nn.Module):
     """A bias-free conv with kernel size equal to its stride, then a norm.
 
     FasterNet uses it as the 4x4 patch embedding and as the 2x2 patch merging
@@ -35,7 +38,7 @@ class ConvDownsample(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int,
-                 norm_cfg: Dict) -> None:
+                 norm_cfg: ConfigType) -> None:
         super().__init__()
         self.conv = nn.Conv2d(
             in_channels, out_channels, stride, stride, bias=False)
@@ -44,8 +47,8 @@ class ConvDownsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x))
 
-    def switch_to_deploy(self) -> None:
-        """Fold the BatchNorm into the conv. Idempotent."""
+    def _switch_own_layers(self) -> None:
+        """Fold the BatchNorm into the conv."""
         if isinstance(self.norm, _BatchNorm):
             self.conv = fuse_conv_bn(self.conv, self.norm)
             self.norm = nn.Identity()
@@ -67,17 +70,17 @@ class FasterNetStage(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        layout: Callable[[torch.Tensor], torch.Tensor] = _unchanged
+        to_memory_format: Callable[[torch.Tensor], torch.Tensor] = _unchanged
     ) -> torch.Tensor:
-        """``layout`` may change the memory format of the merging's and the
-        blocks' inputs (FasterNet's deploy form does)."""
+        """``to_memory_format`` may change the memory format of the
+        merging's and the blocks' inputs (FasterNet's deploy form does)."""
         if self.downsample is not None:
-            x = self.downsample(layout(x))
-        return self.blocks(layout(x))
+            x = self.downsample(to_memory_format(x))
+        return self.blocks(to_memory_format(x))
 
 
 @MODELS.register_module()
-class FasterNet(BaseModule):
+class FasterNet(DeployableMixin, BaseModule):
     """FasterNet backbone.
 
     A PyTorch implementation of `Run, Don't Walk: Chasing Higher FLOPS for
@@ -89,9 +92,15 @@ class FasterNet(BaseModule):
             ``depths``, ``mlp_ratio``, ``n_div``, ``act_cfg`` and
             ``drop_path_rate``. Defaults to ``'s'``.
         in_channels (int): Number of input image channels. Defaults to 3.
+        drop_path_rate (float, optional): Stochastic depth rate, growing
+            linearly from 0 over all blocks. Defaults to the arch's ImageNet
+            rate.
         out_indices (int | Sequence[int]): Stages whose features are
             returned; negative indices count from the last stage.
             Defaults to (0, 1, 2, 3).
+        out_norm (bool): Put a norm layer (``norm{i}``) on each returned
+            feature map, as the official detection and segmentation models
+            do. Set it to False for raw stage outputs. Defaults to True.
         frozen_stages (int): -1 freezes nothing, 0 the patch embedding,
             ``i`` the patch embedding, stages 1..i and their output norms.
             Defaults to -1.
@@ -99,12 +108,6 @@ class FasterNet(BaseModule):
             ``dict(type='BN')``.
         act_cfg (dict, optional): Activation inside the blocks. Defaults to
             the arch's (GELU for t0 and t1, in-place ReLU otherwise).
-        drop_path_rate (float, optional): Stochastic depth rate, growing
-            linearly from 0 over all blocks. Defaults to the arch's ImageNet
-            rate.
-        out_norm (bool): Put a norm layer (``norm{i}``) on each returned
-            feature map, as the official detection and segmentation models
-            do. Set it to False for raw stage outputs. Defaults to True.
         norm_eval (bool): Keep every BatchNorm in eval mode during training
             (frozen running statistics). Defaults to False.
         with_cp (bool): Use gradient checkpointing in each block, trading
@@ -174,20 +177,20 @@ class FasterNet(BaseModule):
     # On a CPU, the deploy form runs maps this large or larger
     # channels-last; on CUDA it runs every map channels-last.
     channels_last_min_pixels = 32 * 32
-    layout_rules = ('cpu', 'cuda')
+    memory_format_rules = ('cpu', 'cuda')
 
     def __init__(self,
-                 arch: Union[str, Dict] = 's',
+                 arch: Union[str, dict] = 's',
                  in_channels: int = 3,
-                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_cfg: Dict = dict(type='BN'),
-                 act_cfg: Optional[Dict] = None,
                  drop_path_rate: Optional[float] = None,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
                  out_norm: bool = True,
+                 frozen_stages: int = -1,
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 act_cfg: OptConfigType = None,
                  norm_eval: bool = False,
                  with_cp: bool = False,
-                 init_cfg: Optional[Union[Dict, List[Dict]]] = None) -> None:
+                 init_cfg: OptMultiConfig = None) -> None:
         if init_cfg is None:
             init_cfg = [
                 dict(type='TruncNormal', layer='Conv2d', std=0.02),
@@ -219,8 +222,7 @@ class FasterNet(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.out_norm = out_norm
-        self.deploy = False
-        self.layout = None  # the deploy form's layout rule
+        self.memory_format = None  # the deploy form's memory-format rule
 
         embed_dim = arch['embed_dim']
         depths = arch['depths']
@@ -362,10 +364,6 @@ class FasterNet(BaseModule):
                 param.requires_grad = False
 
     def train(self, mode: bool = True) -> 'FasterNet':
-        if mode and self.deploy:
-            raise RuntimeError(
-                'This FasterNet was switched to its deploy form (BN folded '
-                'into convs) and cannot train; build a new one to train')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
@@ -382,7 +380,9 @@ class FasterNet(BaseModule):
             return
         super().init_weights()
 
-    def switch_to_deploy(self, layout: Optional[str] = None) -> None:
+    def switch_to_deploy(self,
+                         memory_format: Optional[str] = None,
+                         layout: Optional[str] = None) -> None:
         """Fold every BatchNorm that follows a conv into that conv (patch
         embedding, merges, and the first 1x1 conv of each block) and put the
         model in eval mode. The output norms stay: their input also feeds
@@ -390,30 +390,41 @@ class FasterNet(BaseModule):
         device before calling it.
 
         Args:
-            layout (str, optional): The rule for the memory format of the
-                maps inside the backbone (see :meth:`_deploy_layout`):
-                ``'cpu'`` or ``'cuda'``. Under ``'cuda'`` the conv weights
-                also go channels-last, to match the maps (a conv given NCHW
-                weights and NHWC maps copies its weights at every call).
-                None picks the rule of the device the weights are on; a
-                CPU model under ``'cuda'`` runs the CUDA rule with the
-                CPU's kernels, which is how the tests check it. Either way
-                the outputs are NCHW-contiguous.
+            memory_format (str, optional): The rule for the memory format
+                of the maps inside the backbone (see
+                :meth:`_to_deploy_memory_format`): ``'cpu'`` or ``'cuda'``.
+                Under ``'cuda'`` the conv weights also go channels-last, to
+                match the maps (a conv given NCHW weights and NHWC maps
+                copies its weights at every call). None picks the rule of
+                the device the weights are on; a CPU model under ``'cuda'``
+                runs the CUDA rule with the CPU's kernels, which is how the
+                tests check it. Either way the outputs are NCHW-contiguous.
+            layout (str, optional): Deprecated name of ``memory_format``.
         """
-        if layout is None:
-            layout = 'cuda' if self.patch_embed.conv.weight.is_cuda else 'cpu'
-        if layout not in self.layout_rules:
-            raise ValueError(f'layout must be one of {self.layout_rules} or '
-                             f'None (by device), got {layout!r}')
-        if not self.deploy:
-            for module in self.modules():
-                if isinstance(module, (ConvDownsample, FasterNetBlock)):
-                    module.switch_to_deploy()
-            self.deploy = True
-        self.layout = layout
-        if layout == 'cuda':
+        memory_format = deprecated_alias('FasterNet.switch_to_deploy',
+                                         'layout', layout, 'memory_format',
+                                         memory_format)
+        if memory_format is None:
+            memory_format = ('cuda' if self.patch_embed.conv.weight.is_cuda
+                             else 'cpu')
+        if memory_format not in self.memory_format_rules:
+            raise ValueError(
+                f'memory_format must be one of {self.memory_format_rules} '
+                f'or None (by device), got {memory_format!r}')
+        super().switch_to_deploy()
+        self.memory_format = memory_format
+        if memory_format == 'cuda':
             self.to(memory_format=torch.channels_last)
         self.eval()
+
+    @property
+    def layout(self) -> Optional[str]:
+        """Deprecated name of :attr:`memory_format`."""
+        warnings.warn(
+            'FasterNet.layout is deprecated; use FasterNet.memory_format',
+            DeprecationWarning,
+            stacklevel=2)
+        return self.memory_format
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Runs before the children load, on every load path (load_from,
@@ -421,14 +432,14 @@ class FasterNet(BaseModule):
         # under our prefix in place, so those checkpoints load as they are.
         own = {k[len(prefix):]: k for k in state_dict if k.startswith(prefix)}
         try:
-            layout = detect_layout(own)
+            key_layout = detect_layout(own)
         except CheckpointError:
-            layout = 'fasternet_mm'  # let the usual missing/unexpected report
-        if layout != 'fasternet_mm':
+            key_layout = 'fasternet_mm'  # let the usual missing/unexpected
+        if key_layout != 'fasternet_mm':
             converted = convert_state_dict(
                 OrderedDict(
                     (k, state_dict.pop(full)) for k, full in own.items()),
-                layout)
+                key_layout)
             state_dict.update((prefix + k, v) for k, v in converted.items())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -448,32 +459,31 @@ class FasterNet(BaseModule):
                 f'{MIN_INPUT_SIZE} (one stride-32 cell), got '
                 f'{tuple(x.shape[2:])}')
 
-    def _deploy_layout(self, x: torch.Tensor) -> torch.Tensor:
+    def _to_deploy_memory_format(self, x: torch.Tensor) -> torch.Tensor:
         """The memory format of a map inside the deploy form, by the rule
-        of ``self.layout``, chosen per device by what was measured there:
+        of ``self.memory_format``, chosen per device by measurement
+        (docs/deploy.md, with the figures and their commands):
 
-        - ``'cuda'``: channels-last on every map. On an H200 at batch 256 the
-          CPU's per-size rule ran 1.5-1.8x slower than channels-last
-          everywhere.
+        - ``'cuda'``: channels-last on every map; the CPU's per-size rule
+          ran slower on CUDA.
         - ``'cpu'``: channels-last for maps of at least
-          ``channels_last_min_pixels`` pixels, NCHW for smaller ones. On a
-          2-core Zen 4, channels-last makes FasterNet-S 1.2x faster at
-          800x1216, but its 1x1 convs on 7x7 maps run 2x slower than in
-          NCHW, which made the whole model 0.89x timm at 224x224;
-          switching per map size gives 1.05x there.
+          ``channels_last_min_pixels`` pixels, NCHW for smaller ones:
+          channels-last speeds up large maps, but its 1x1 convs on small
+          maps (7x7 at 224x224) run slower than in NCHW.
         """
-        big = self.layout == 'cuda' or \
+        big = self.memory_format == 'cuda' or \
             x.shape[2] * x.shape[3] >= self.channels_last_min_pixels
         return x.contiguous(memory_format=torch.
                             channels_last if big else torch.contiguous_format)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self._check_input(x)
-        layout = self._deploy_layout if self.deploy else _unchanged
-        x = self.patch_embed(layout(x))
+        to_memory_format = (
+            self._to_deploy_memory_format if self.deploy else _unchanged)
+        x = self.patch_embed(to_memory_format(x))
         outs = []
         for i, stage in enumerate(self.stages):
-            x = stage(x, layout)
+            x = stage(x, to_memory_format)
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x) if self.out_norm else x
                 # Necks and heads may hold ops (mmcv's RoIAlign among them)

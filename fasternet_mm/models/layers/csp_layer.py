@@ -8,7 +8,7 @@ its 5x5 depthwise-separable conv) or :class:`FasterNetBlock`, as in the
 "C2f_Faster"-style blocks that public YOLO ports pair with PConv. Written
 from scratch for this package.
 """
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
@@ -16,41 +16,12 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from ...registry import MODELS
-from .bn_folding import fold_conv_module_norm
+from ...typing_utils import ConfigType, OptConfigType, OptMultiConfig
 from .fasternet_block import FasterNetBlock
 from .partial_conv import CONV_LAYER_NAME
+from .reparam import DeployableMixin
 
 BLOCK_TYPES = ('pconvnext', 'fasternet')
-
-
-class DeployableMixin:
-    """``switch_to_deploy()`` for the neck modules here: fold every
-    BatchNorm that follows a conv in a ``ConvModule`` or a
-    :class:`FasterNetBlock` into that conv. A folded module refuses to
-    train."""
-
-    deploy = False
-
-    def switch_to_deploy(self) -> None:
-        if self.deploy:
-            return
-        for module in list(self.modules()):
-            if isinstance(module, ConvModule):
-                fold_conv_module_norm(module)
-            elif isinstance(module, FasterNetBlock):
-                module.switch_to_deploy()
-        for module in self.modules():
-            if isinstance(module, DeployableMixin):
-                module.deploy = True
-        self.eval()
-
-    def train(self, mode: bool = True):
-        if mode and self.deploy:
-            raise RuntimeError(
-                f'This {type(self).__name__} was switched to its deploy form '
-                f'(BN folded into convs) and cannot train; build a new one '
-                f'to train')
-        return super().train(mode)
 
 
 @MODELS.register_module()
@@ -98,10 +69,11 @@ class PConvNeXtBlock(DeployableMixin, BaseModule):
                  n_div: int = 4,
                  kernel_size: int = 5,
                  add_identity: bool = True,
-                 conv_cfg: Optional[Dict] = None,
-                 norm_cfg: Dict = dict(type='BN', momentum=0.03, eps=0.001),
-                 act_cfg: Dict = dict(type='SiLU'),
-                 init_cfg: Optional[Dict] = None) -> None:
+                 conv_cfg: OptConfigType = None,
+                 norm_cfg: ConfigType = dict(
+                     type='BN', momentum=0.03, eps=0.001),
+                 act_cfg: ConfigType = dict(type='SiLU'),
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if not isinstance(kernel_size, int) or kernel_size % 2 != 1:
             raise ValueError(f'kernel_size must be an odd int, got '
@@ -147,7 +119,8 @@ class FasterNetCSPLayer(DeployableMixin, BaseModule):
         out_channels (int): Output channels.
         expand_ratio (float): Width of each path relative to
             ``out_channels``. Defaults to 0.5.
-        num_blocks (int): Number of FasterNet blocks. Defaults to 1.
+        num_blocks (int): Number of bottlenecks (of ``block_type``).
+            Defaults to 1.
         n_div (int): PConv convolves ``channels // n_div`` of each block's
             channels. Defaults to 4.
         block_type (str): ``'pconvnext'`` or ``'fasternet'``. Defaults to
@@ -187,11 +160,12 @@ class FasterNetCSPLayer(DeployableMixin, BaseModule):
                  add_identity: bool = True,
                  mlp_ratio: Optional[float] = None,
                  drop_path_rate: float = 0.0,
-                 conv_cfg: Optional[Dict] = None,
-                 norm_cfg: Dict = dict(type='BN', momentum=0.03, eps=0.001),
-                 act_cfg: Dict = dict(type='SiLU'),
+                 conv_cfg: OptConfigType = None,
+                 norm_cfg: ConfigType = dict(
+                     type='BN', momentum=0.03, eps=0.001),
+                 act_cfg: ConfigType = dict(type='SiLU'),
                  with_cp: bool = False,
-                 init_cfg: Optional[Dict] = None) -> None:
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if block_type not in BLOCK_TYPES:
             raise ValueError(f'block_type must be one of {BLOCK_TYPES}, got '

@@ -6,8 +6,6 @@ are built from it.
 Original code (MIT licence): github.com/JierunChen/FasterNet; written from
 scratch for MMEngine.
 """
-from typing import Dict
-
 import torch
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
@@ -15,16 +13,20 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import MODELS
+from ...typing_utils import ConfigType
 from .bn_folding import fuse_conv_bn
 from .partial_conv import PartialConv
+from .reparam import DeployableMixin
 
 
 @MODELS.register_module()
-class FasterNetBlock(nn.Module):
+class FasterNetBlock(DeployableMixin, nn.Module):
     """PConv followed by a pointwise MLP, with a residual connection.
 
     ``x + drop_path(project(act(norm(expand(pconv(x))))))``, where ``expand``
     and ``project`` are bias-free 1x1 convs to ``mlp_ratio * C`` and back.
+    ``switch_to_deploy()`` folds ``norm`` into ``expand``
+    (:class:`DeployableMixin`).
 
     Args:
         channels (int): Number of input and output channels.
@@ -47,8 +49,8 @@ class FasterNetBlock(nn.Module):
                  n_div: int = 4,
                  mlp_ratio: float = 2.0,
                  drop_path_rate: float = 0.0,
-                 norm_cfg: Dict = dict(type='BN'),
-                 act_cfg: Dict = dict(type='ReLU', inplace=True),
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 act_cfg: ConfigType = dict(type='ReLU', inplace=True),
                  with_cp: bool = False) -> None:
         super().__init__()
         hidden_channels = int(channels * mlp_ratio)
@@ -78,9 +80,8 @@ class FasterNetBlock(nn.Module):
             return torch.addcmul(x, residual, mask.bernoulli_(keep).div_(keep))
         return x + residual
 
-    def switch_to_deploy(self) -> None:
-        """Fold the MLP's BatchNorm into the 1x1 conv before it.
-        Idempotent."""
+    def _switch_own_layers(self) -> None:
+        """Fold the MLP's BatchNorm into the 1x1 conv before it."""
         if isinstance(self.norm, _BatchNorm):
             self.expand = fuse_conv_bn(self.expand, self.norm)
             self.norm = nn.Identity()

@@ -17,6 +17,7 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from ...registry import MODELS
+from ...typing_utils import ConfigType, OptConfigType, OptMultiConfig
 from ..layers import CONV_LAYER_NAME, DeployableMixin, FasterNetCSPLayer
 
 OUT_CONV_TYPES = ('depthwise', 'pconv', 'dense')
@@ -86,11 +87,13 @@ class FasterNetPAFPN(DeployableMixin, BaseModule):
                  block_type: str = 'pconvnext',
                  out_conv: str = 'depthwise',
                  mlp_ratio: Optional[float] = None,
-                 upsample_cfg: Dict = dict(scale_factor=2, mode='nearest'),
-                 conv_cfg: Optional[Dict] = None,
-                 norm_cfg: Dict = dict(type='BN', momentum=0.03, eps=0.001),
-                 act_cfg: Dict = dict(type='SiLU'),
-                 init_cfg: Optional[Dict] = dict(
+                 upsample_cfg: ConfigType = dict(
+                     scale_factor=2, mode='nearest'),
+                 conv_cfg: OptConfigType = None,
+                 norm_cfg: ConfigType = dict(
+                     type='BN', momentum=0.03, eps=0.001),
+                 act_cfg: ConfigType = dict(type='SiLU'),
+                 init_cfg: OptMultiConfig = dict(
                      type='Kaiming',
                      layer='Conv2d',
                      a=math.sqrt(5),

@@ -1,11 +1,12 @@
-"""The deploy form under each device's layout rule equals the training
-form, in the detectors and segmentors users put FasterNet into.
+"""The deploy form under each device's memory-format rule equals the
+training form, in the detectors and segmentors users put FasterNet into.
 
 The CUDA rule (every map channels-last) runs here on a CPU model: the
-backbone's layout is chosen by rule, not by device, and GatherRoIAlign is
-made to call mmcv's kernel as it does on CUDA. mmcv's CPU and CUDA RoIAlign
-kernels both read raw memory as NCHW, so a channels-last map handed to
-either gives wrong features; these tests see that.
+backbone's memory format is chosen by rule, not by device, and
+GatherRoIAlign is made to call mmcv's kernel as it does on CUDA. mmcv's
+CPU and CUDA RoIAlign kernels both read raw memory as NCHW, so a
+channels-last map handed to either gives wrong features; these tests see
+that.
 """
 import pytest
 import torch
@@ -15,7 +16,7 @@ from mmengine.structures import InstanceData
 from test_swap import MMSEG_SWAPS, swapped
 
 from fasternet_mm import GatherRoIAlign, switch_to_deploy
-from fasternet_mm.builder import dummy_sample
+from fasternet_mm.model_utils import dummy_sample
 from fasternet_mm.testing import relative_error
 
 # Stride 4 gives a 40x56 map: channels-last under the CPU rule too.
@@ -93,31 +94,31 @@ def mmcv_kernel_on_cpu(monkeypatch):
                         staticmethod(lambda features: True))
 
 
-@pytest.mark.parametrize('layout', ['cpu', 'cuda'])
+@pytest.mark.parametrize('rule', ['cpu', 'cuda'])
 @pytest.mark.parametrize('name', list(MMDET) + list(MMSEG))
-def test_deployed_equals_training_form(name, layout, request):
-    if layout == 'cuda':
+def test_deployed_equals_training_form(name, rule, request):
+    if rule == 'cuda':
         request.getfixturevalue('mmcv_kernel_on_cpu')
     scope = 'mmseg' if name in MMSEG else 'mmdet'
     torch.manual_seed(0)
     model = randomize_norms(build(load_config(name)))
     image = torch.rand(1, 3, *SIZE)
     expected = outputs(model, scope, image)
-    switch_to_deploy(model, layout=layout)
-    assert model.backbone.deploy and model.backbone.layout == layout
+    switch_to_deploy(model, memory_format=rule)
+    assert model.backbone.deploy and model.backbone.memory_format == rule
     deployed = outputs(model, scope, image)
     assert len(deployed) == len(expected)
     error = relative_error(deployed, expected)
-    assert error <= TOLERANCE, (name, layout, error)
+    assert error <= TOLERANCE, (name, rule, error)
 
 
 def test_deploy_outputs_are_nchw_under_both_rules():
     from fasternet_mm.models import FasterNet
-    for layout in ('cpu', 'cuda'):
+    for rule in ('cpu', 'cuda'):
         model = FasterNet(arch='t0').eval()
-        model.switch_to_deploy(layout=layout)
+        model.switch_to_deploy(memory_format=rule)
         for out in model(torch.rand(1, 3, *SIZE)):
-            assert out.is_contiguous(), (layout, out.stride())
+            assert out.is_contiguous(), (rule, out.stride())
 
 
 def test_cuda_rule_runs_every_stage_channels_last():
@@ -125,7 +126,7 @@ def test_cuda_rule_runs_every_stage_channels_last():
 
     from fasternet_mm.models import FasterNet
     model = FasterNet(arch='t0').eval()
-    model.switch_to_deploy(layout='cuda')
+    model.switch_to_deploy(memory_format='cuda')
     formats = record_stage_formats(model)
     model(torch.rand(1, 3, 64, 96))  # 16x24 at stride 4: NCHW by CPU rule
     assert formats == [True] * 4
@@ -133,10 +134,27 @@ def test_cuda_rule_runs_every_stage_channels_last():
         memory_format=torch.channels_last)
 
 
-def test_unknown_layout_rule_is_named():
+def test_unknown_memory_format_rule_is_named():
     from fasternet_mm.models import FasterNet
-    with pytest.raises(ValueError, match="'tpu'"):
-        FasterNet(arch='t0').switch_to_deploy(layout='tpu')
+    with pytest.raises(ValueError, match="memory_format must be one of "
+                       r"\('cpu', 'cuda'\) or None \(by device\), got 'tpu'"):
+        FasterNet(arch='t0').switch_to_deploy(memory_format='tpu')
+
+
+def test_layout_is_a_deprecated_name_of_memory_format():
+    from fasternet_mm.models import FasterNet
+    model = FasterNet(arch='t0').eval()
+    with pytest.deprecated_call(match=r'switch_to_deploy\(layout=\.\.\.\) '
+                                r'is deprecated; use memory_format'):
+        switch_to_deploy(model, layout='cuda')
+    with pytest.deprecated_call(match='use FasterNet.memory_format'):
+        assert model.layout == 'cuda'
+    assert model.memory_format == 'cuda'
+    with pytest.deprecated_call():
+        model.switch_to_deploy(layout='cpu')
+    assert model.memory_format == 'cpu'
+    with pytest.raises(TypeError, match='pass memory_format only'):
+        model.switch_to_deploy(memory_format='cpu', layout='cuda')
 
 
 def test_mmcv_kernel_path_takes_bf16_channels_last_maps(mmcv_kernel_on_cpu):
