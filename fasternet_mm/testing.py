@@ -79,7 +79,8 @@ def match_detections(ours: dict, reference: dict) -> dict:
     ``labels`` and optionally ``masks`` (N, H, W) bool. Returns the counts
     (``ours``, ``reference``), ``unmatched`` (on either side, with no
     reference of their class left or an IoU of 0), the matched pairs'
-    ``box_ious``, ``score_diffs`` and ``mask_ious`` (lists)."""
+    ``box_ious``, ``score_diffs``, ``mask_ious`` and
+    ``mask_pixels_apart`` (how many pixels differ) as lists."""
     import numpy as np
     boxes, expected = ours['boxes'], reference['boxes']
     iou = box_iou(boxes, expected) if len(boxes) and len(expected) else \
@@ -92,7 +93,8 @@ def match_detections(ours: dict, reference: dict) -> dict:
         unmatched=0,
         box_ious=[],
         score_diffs=[],
-        mask_ious=[])
+        mask_ious=[],
+        mask_pixels_apart=[])
     for index in range(len(boxes)):
         candidates = np.where(free, iou[index], -1)
         match = int(candidates.argmax()) if len(candidates) else -1
@@ -109,5 +111,6 @@ def match_detections(ours: dict, reference: dict) -> dict:
             union = (a | b).sum()
             stats['mask_ious'].append(
                 float((a & b).sum() / union) if union else 1.)
+            stats['mask_pixels_apart'].append(int((a != b).sum()))
     stats['unmatched'] += int(free.sum())
     return stats
