@@ -457,7 +457,14 @@ def fake_packages(root, names):
     return root
 
 
-def test_reader_runs_without_torch_or_mmdet(mask_rcnn, shapes, tmp_path):
+def test_reader_runs_without_torch_or_mmdet(coco_like_images, tmp_path):
+    """The reader as a script, with every package but onnxruntime, numpy
+    and OpenCV blocked, on a COCO-like JPEG; a Mask R-CNN with random
+    weights and non-trivial BatchNorms, which finds boxes on any image."""
+    cfg, model = random_model(MASK_RCNN)
+    cfg = world_config(cfg, coco_like_images)
+    path = tmp_path / 'mask_rcnn.onnx'
+    export_for(cfg, model, path)
     blocked = fake_packages(tmp_path / 'blocked', [
         'torch', 'torchvision', 'mmcv', 'mmdet', 'mmseg', 'mmengine',
         'fasternet_mm'
@@ -468,13 +475,13 @@ def test_reader_runs_without_torch_or_mmdet(mask_rcnn, shapes, tmp_path):
                            text=True,
                            env=env)
     assert 'torch is blocked' in probe.stderr
-    image = shapes / 'val/00000.png'
+    image = world_images(coco_like_images)[0]
     out = tmp_path / 'drawn.png'
     result = subprocess.run([
         sys.executable,
         str(REPO / 'tools/onnx_demo.py'),
         str(image),
-        str(mask_rcnn.path), '--out',
+        str(path), '--out',
         str(out), '--score-thr', '0'
     ],
                             capture_output=True,
@@ -579,14 +586,19 @@ def test_dense_head_keeps_only_scores_above_score_thr(coco_like_images,
     assert 0 < max(counts) < 50, counts
 
 
-def test_class_agnostic_nms_is_mmdet_s(mask_rcnn, coco_like_images,
-                                       tmp_path):
+def test_class_agnostic_nms_is_mmdet_s(coco_like_images, tmp_path):
     """nms.class_agnostic=True: boxes of different classes suppress each
-    other below split_thr boxes, as in mmcv's batched_nms."""
-    cfg = world_config(mask_rcnn.cfg, coco_like_images)
-    cfg.model.test_cfg.rcnn.nms.class_agnostic = True
-    cfg.model.test_cfg.rcnn.score_thr = 0.01
-    model = build_deploy_model(cfg, str(mask_rcnn.checkpoint))
+    other below split_thr boxes, as in mmcv's batched_nms. Random weights
+    with non-trivial BatchNorms, whose boxes of the three classes overlap
+    everywhere."""
+    cfg, model = random_model(
+        MASK_RCNN,
+        dict(
+            model=dict(
+                test_cfg=dict(
+                    rcnn=dict(nms=dict(class_agnostic=True),
+                              score_thr=0.01)))))
+    cfg = world_config(cfg, coco_like_images)
     assert_equals_mmdet(cfg, model, tmp_path / 'agnostic.onnx',
                         coco_like_images, 20)
 

@@ -79,10 +79,11 @@ def test_deploy_form_equals_built_model_on_coco_like_images(
         counts.append(stats['reference'])
         unmatched += stats['unmatched']
         box_ious += stats['box_ious']
-        # A mask of a few pixels is 1 or 2 pixels off under BN folding
-        # and another memory format: IoU 0.86-0.89 (measured).
+        # A mask of under 20 pixels is 1-3 pixels off under BN folding
+        # and another memory format: IoU 0.5-0.9 (measured uncapped and
+        # with ONEDNN_MAX_CPU_ISA=AVX2 on 1 thread).
         masks_agree += [
-            iou >= 0.9 or apart <= 2 for iou, apart in zip(
+            iou >= 0.9 or apart <= 4 for iou, apart in zip(
                 stats['mask_ious'], stats['mask_pixels_apart'])
         ]
         diffs += stats['score_diffs']
