@@ -72,8 +72,10 @@ class RandomStateHook(Hook):
         """Keep this rank's states; ``before_train`` applies them, because
         ``Runner.resume`` re-seeds after this hook whenever the config's
         seed differs from the checkpoint's (always with ``seed=None``)."""
+        if not isinstance(checkpoint, dict):
+            return  # AtomicCheckpointHook refuses it
         saved = checkpoint.get(self.key)
-        if not saved or not runner._resume:
+        if saved is None or saved == {} or not runner._resume:
             return
         rank, world_size = get_dist_info()
         saved_world_size, ranks = _saved_random_states(

@@ -247,6 +247,7 @@ def random_states_checkpoint(**change):
     random_states_checkpoint(python=None)['random_states'],
     random_states_checkpoint(cuda=['a'])['random_states'],
     {'torch': torch.zeros(1)},  # the form before states were per rank
+    torch.zeros(3),
 ])
 def test_crafted_random_states_are_refused(saved):
     hook = RandomStateHook()
@@ -406,6 +407,17 @@ def test_a_file_that_is_no_pickle_gets_one_line(tmp_path, content, shown):
     assert message.startswith(f'Cannot read {path}: it is not a PyTorch '
                               f'checkpoint')
     assert shown in message
+
+
+def test_damaged_pickles_never_carry_torchs_advice(tmp_path):
+    """Bytes after a pickle's protocol opcode: torch's messages about them
+    advise weights_only=False, over several lines."""
+    rng = random.Random(3)
+    for index in range(200):
+        path = tmp_path / f'pickle_{index}.pth'
+        path.write_bytes(b'\x80' + bytes([rng.randrange(1, 6)]) +
+                         rng.randbytes(rng.randrange(0, 300)))
+        refused(path)
 
 
 # Downloads -----------------------------------------------------------------
@@ -598,7 +610,7 @@ def random_value(rng, depth):
 def test_fuzzed_structures_restore_or_fail_in_one_line(tmp_path):
     rng = random.Random(0)
     outcomes = {'restored': 0, 'refused': 0}
-    for trial in range(300):
+    for trial in range(1000):
         content = {'meta': random_value(rng, rng.randrange(1, 6))}
         if rng.random() < 0.1:  # deeper than the limit
             content = nested(rng.randrange(MAX_DEPTH, 3 * MAX_DEPTH),
@@ -613,13 +625,13 @@ def test_fuzzed_structures_restore_or_fail_in_one_line(tmp_path):
             one_line(str(err), path)
             outcomes['refused'] += 1
         assert time.perf_counter() - start < 1, trial
-    assert min(outcomes.values()) > 30, outcomes
+    assert min(outcomes.values()) > 100, outcomes
 
 
 def test_fuzzed_zip_records_load_or_fail_in_one_line(good, tmp_path):
     """Random methods, claimed sizes and extra records."""
     rng = random.Random(1)
-    for trial in range(60):
+    for trial in range(200):
         path = tmp_path / f'zip_{trial}.pth'
         extra = [(f'extra{index}', bytes(rng.randrange(0, 50_000)),
                   rng.choice([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED,
