@@ -522,6 +522,14 @@ def hostile(tmp_path_factory):
     files['pickle'] = root / 'plain.pkl'
     with open(files['pickle'], 'wb') as file:
         pickle.dump({'x': Exploit(root / 'pwned')}, file)
+    files['bomb'] = root / 'bomb.pth'
+    torch.save({'meta': dict(epoch=1, iter=2)}, files['bomb'])
+    with zipfile.ZipFile(files['bomb'], 'a') as archive:
+        info = zipfile.ZipInfo('bomb/extra')
+        info.compress_type = zipfile.ZIP_BZIP2
+        with archive.open(info, 'w') as record:
+            for _ in range(10):
+                record.write(bytes(1 << 20))
     return files
 
 
@@ -563,6 +571,29 @@ def test_every_entry_point_refuses_in_one_line(hostile, tmp_path, capsys,
             one_line(err[-1], path)
             assert not any('Traceback' in line for line in err), (kind, what)
     assert not (hostile['pickle'].parent / 'pwned').exists()
+
+
+def test_resume_refuses_crafted_random_states_in_one_line(
+        tmp_path, capsys, small_shapes):
+    """They pass the preflight and stop the run when the Runner loads the
+    checkpoint, before any state is changed."""
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(
+        {
+            'meta': dict(epoch=1, iter=1),
+            'random_states': dict(world_size=1, ranks={0: {'torch': 1}})
+        }, path)
+    with pytest.raises(SystemExit) as info:
+        load_tool('train').main([
+            str(DET_DEMO), '--work-dir',
+            str(tmp_path / 'work'), '--resume',
+            str(path), '--cfg-options', f'data_root={small_shapes}/'
+        ])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert not any('Traceback' in line for line in err)
+    assert 'its random states for rank 0 are damaged: TypeError' in \
+        one_line(err[-1], path)
 
 
 # Fuzz ----------------------------------------------------------------------
