@@ -21,6 +21,7 @@ import re
 import struct
 import tempfile
 import urllib.request
+import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from os import PathLike
@@ -118,7 +119,11 @@ def _read_file(path: str, map_location: str, trust_pickle: bool) -> Dict:
     with ThreadPoolExecutor(max_workers=1) as pool:
         checked = pool.submit(check_zip_records, path)
         try:
-            with mmengine_checkpoints():
+            with mmengine_checkpoints(), warnings.catch_warnings():
+                # torch warns of any pickle protocol but 2 before it reads
+                # (or refuses) the pickle, which would add lines to ours.
+                warnings.filterwarnings(
+                    'ignore', 'Detected pickle protocol', UserWarning)
                 content = torch.load(
                     path,
                     map_location=map_location,
