@@ -75,7 +75,8 @@ class RandomStateHook(Hook):
         if not isinstance(checkpoint, dict):
             return  # AtomicCheckpointHook refuses it
         saved = checkpoint.get(self.key)
-        if saved is None or saved == {} or not runner._resume:
+        empty = saved is None or (isinstance(saved, dict) and not saved)
+        if empty or not runner._resume:
             return
         rank, world_size = get_dist_info()
         saved_world_size, ranks = _saved_random_states(
