@@ -128,6 +128,43 @@ def test_metadata_that_does_not_fit_gets_one_line(reader, image, tmp_path,
     assert expected in message and str(model) in message
 
 
+def test_fuzzed_metadata_loads_or_fails_in_one_line(reader, tmp_path):
+    """Each field of good metadata, and of its resize and pad, swapped for
+    a random JSON value: the model loads with values of the right types,
+    or is refused in one line that names the field."""
+    import random
+    rng = random.Random(4)
+    values = [None, True, 0, -1, 3, 1.5, float('nan'), '', 'x', [], {},
+              [1, 2], [0, 0, 0], [1.0, 2.0, 3.0], ['a'], {'a': 1}]
+    good = dict(
+        task='instance',
+        mask_threshold=0.5,
+        classes=['a'],
+        preprocess=dict(
+            PREPROCESS,
+            pad=dict(size=None, size_divisor=32, pad_to_square=False,
+                     value=0)))
+    outputs = dict(
+        boxes=(1, [0, 4]), scores=(1, [0]), labels=(7, [0]),
+        masks=(1, [0, 28, 28]))
+    refused = 0
+    for trial in range(200):
+        metadata = json.loads(json.dumps(good))
+        where = rng.choice([metadata, metadata['preprocess'],
+                            metadata['preprocess']['resize'],
+                            metadata['preprocess']['pad']])
+        field = rng.choice(sorted(where))
+        where[field] = rng.choice(values)
+        path = tiny_model(tmp_path / f'model_{trial}.onnx', outputs=outputs,
+                          **metadata)
+        try:
+            reader.load_model(str(path))
+        except reader.ReaderError as err:
+            assert '\n' not in str(err) and str(path) in str(err)
+            refused += 1
+    assert refused > 100
+
+
 def test_an_output_opencv_cannot_write_fails_before_the_model(
         reader, image, tmp_path):
     missing_model = tmp_path / 'not_read.onnx'

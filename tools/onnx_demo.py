@@ -94,7 +94,7 @@ def check_metadata(path: str, metadata: Dict, inputs: List[str],
     """Raise :class:`ReaderError` unless the metadata has what this reader
     uses, and the graph the inputs and outputs of its task."""
     task = metadata['task']
-    if task not in TASK_OUTPUTS:
+    if not isinstance(task, str) or task not in TASK_OUTPUTS:
         raise ReaderError(f'{path}: metadata task {task!r}, this reader '
                           f'knows {sorted(TASK_OUTPUTS)}')
     missing = [name for name in TASK_OUTPUTS[task] if name not in outputs]
@@ -108,14 +108,75 @@ def check_metadata(path: str, metadata: Dict, inputs: List[str],
                                          for field in PREPROCESS_FIELDS):
         raise ReaderError(f'{path}: its preprocess metadata needs the '
                           f'fields {list(PREPROCESS_FIELDS)}')
-    resize = spec.get('resize')
-    if resize and (not isinstance(resize, dict) or resize.get(
-            'interpolation') not in INTERPOLATIONS):
-        raise ReaderError(f'{path}: its resize metadata needs an '
-                          f'interpolation of {sorted(INTERPOLATIONS)}')
-    if task == 'instance' and 'mask_threshold' not in metadata:
-        raise ReaderError(f'{path}: an instance segmentation model needs '
-                          f'mask_threshold metadata')
+    resize, pad = spec.get('resize'), spec.get('pad')
+    checks = [
+        ('bgr_to_rgb', spec['bgr_to_rgb'], _is_bool, 'true or false'),
+        ('mean', spec['mean'], _three_numbers, '3 numbers'),
+        ('std', spec['std'], lambda v: _three_numbers(v) and all(v),
+         '3 numbers other than 0'),
+        ('size_divisor', spec['size_divisor'], lambda v: _is_int(v, 1),
+         'an int >= 1'),
+        ('pad_value', spec['pad_value'], _is_number, 'a number'),
+        ('resize', resize, lambda v: v is None or isinstance(v, dict),
+         'null or an object'),
+        ('pad', pad, lambda v: v is None or isinstance(v, dict),
+         'null or an object'),
+    ]
+    if isinstance(resize, dict):
+        checks += [
+            ('resize.scale', resize.get('scale'), _two_sizes,
+             '2 ints >= 1'),
+            ('resize.keep_ratio', resize.get('keep_ratio'), _is_bool,
+             'true or false'),
+            ('resize.interpolation', resize.get('interpolation'),
+             lambda v: isinstance(v, str) and v in INTERPOLATIONS,
+             f'one of {sorted(INTERPOLATIONS)}'),
+        ]
+    if isinstance(pad, dict):
+        checks += [
+            ('pad.size', pad.get('size'), lambda v: v is None or
+             _two_sizes(v), 'null or 2 ints >= 1'),
+            ('pad.size_divisor', pad.get('size_divisor'),
+             lambda v: v is None or _is_int(v, 0), 'null or an int >= 0'),
+            ('pad.pad_to_square', pad.get('pad_to_square'), _is_bool,
+             'true or false'),
+            ('pad.value', pad.get('value'),
+             lambda v: _is_number(v) or _three_numbers(v),
+             'a number or 3 numbers'),
+        ]
+    if task == 'instance':
+        checks.append(('mask_threshold', metadata.get('mask_threshold'),
+                       _is_number, 'a number'))
+    checks.append(('classes', metadata.get('classes', []),
+                   lambda v: isinstance(v, list) and all(
+                       isinstance(name, str) for name in v),
+                   'a list of names'))
+    for name, value, valid, what in checks:
+        if not valid(value):
+            raise ReaderError(f'{path}: its metadata {name}='
+                              f'{json.dumps(value)[:40]} is not {what}')
+
+
+def _is_bool(value) -> bool:
+    return type(value) is bool
+
+
+def _is_number(value) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _is_int(value, least: int) -> bool:
+    return type(value) is int and value >= least
+
+
+def _three_numbers(value) -> bool:
+    return isinstance(value, list) and len(value) == 3 and all(
+        _is_number(item) for item in value)
+
+
+def _two_sizes(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(
+        _is_int(item, 1) for item in value)
 
 
 def image_size(data: bytes) -> Tuple[str, int, int]:
