@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .checkpoint import read_checkpoint, unwrap_state_dict
+from .checkpoint.layouts import naming_the_file
 from .deploy import switch_to_deploy
 from .errors import CheckpointError, ExportError
 from .model_utils import build_model
@@ -73,7 +74,9 @@ def build_deploy_model(cfg, checkpoint: Optional[str] = None) -> nn.Module:
     mode."""
     model = build_model(cfg)
     if checkpoint is not None:
-        state_dict = unwrap_state_dict(read_checkpoint(checkpoint))
+        content = read_checkpoint(checkpoint)
+        with naming_the_file(checkpoint):
+            state_dict = unwrap_state_dict(content)
         fits = f'The checkpoint {checkpoint!r} does not fit the ' \
             f'{type(model).__name__} of the config'
         try:

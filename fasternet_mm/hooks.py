@@ -5,7 +5,8 @@ import logging
 import os
 import os.path as osp
 import random
-from typing import List, Optional
+import reprlib
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -16,8 +17,9 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
-from .checkpoint import from_weights_only_form, to_weights_only_form
+from .checkpoint import restore_checkpoint, to_weights_only_form
 from .deploy import switch_to_deploy
+from .errors import CheckpointError
 from .precision import use_fp32, use_low_precision
 from .registry import HOOKS
 
@@ -70,20 +72,23 @@ class RandomStateHook(Hook):
         """Keep this rank's states; ``before_train`` applies them, because
         ``Runner.resume`` re-seeds after this hook whenever the config's
         seed differs from the checkpoint's (always with ``seed=None``)."""
+        if not isinstance(checkpoint, dict):
+            return  # AtomicCheckpointHook refuses it
         saved = checkpoint.get(self.key)
-        if not saved or not runner._resume:
+        empty = saved is None or (isinstance(saved, dict) and not saved)
+        if empty or not runner._resume:
             return
-        if 'ranks' not in saved:  # written before states were per rank
-            saved = dict(world_size=1, ranks={0: saved})
         rank, world_size = get_dist_info()
-        states = saved['ranks'].get(rank)
-        if saved['world_size'] != world_size or states is None:
+        saved_world_size, ranks = _saved_random_states(
+            saved, loaded_checkpoint_name(runner))
+        states = ranks.get(rank)
+        if saved_world_size != world_size or states is None:
             runner.logger.warning(
                 f'The checkpoint holds random states for ranks '
-                f"{sorted(saved['ranks'])} of {saved['world_size']} "
-                f'processes; this is rank {rank} of {world_size}, which '
-                f'keeps its fresh seed: the resumed run will not repeat the '
-                f'uninterrupted one exactly.')
+                f'{sorted(ranks)} of {saved_world_size} processes; this is '
+                f'rank {rank} of {world_size}, which keeps its fresh seed: '
+                f'the resumed run will not repeat the uninterrupted one '
+                f'exactly.')
             return
         self._to_restore = states
 
@@ -117,6 +122,67 @@ def _checkpoint_due(runner, by_epoch: bool) -> bool:
         if due or (hook.save_last and last):
             return True
     return False
+
+
+def loaded_checkpoint_name(runner) -> str:
+    """The file a Runner is loading, for error messages: its ``load_from``,
+    or the latest checkpoint of the work dir that ``--resume`` without a
+    path takes."""
+    path = getattr(runner, '_load_from', None)
+    if path is None and getattr(runner, '_resume', False):
+        from mmengine.runner import find_latest_checkpoint
+        path = find_latest_checkpoint(runner.work_dir)
+    return str(path) if path else 'loaded by the Runner'
+
+
+def _saved_random_states(saved, path: str) -> Tuple[int, dict]:
+    """The world size and the states by rank of what
+    :meth:`RandomStateHook.before_save_checkpoint` wrote, each rank's states
+    tried on fresh generators first: a damaged or crafted entry raises
+    :class:`CheckpointError` instead of failing in the middle of a resume."""
+    refused = f'Cannot resume from the checkpoint {path}: its random states'
+    if not isinstance(saved, dict):
+        raise CheckpointError(f'{refused} are a {type(saved).__name__}, '
+                              f'not a dict')
+    if 'ranks' not in saved:  # written before states were per rank
+        saved = dict(world_size=1, ranks={0: saved})
+    world_size, ranks = saved.get('world_size'), saved['ranks']
+    if type(world_size) is not int or world_size < 1 or not isinstance(
+            ranks, dict) or not all(type(rank) is int for rank in ranks):
+        raise CheckpointError(
+            f'{refused} need a positive int world_size and a dict of ranks '
+            f'by int, got world_size={reprlib.repr(world_size)} and ranks '
+            f'of type {type(ranks).__name__}')
+    for rank, states in ranks.items():
+        try:
+            check_random_states(states)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError,
+                RuntimeError, OverflowError) as err:
+            raise CheckpointError(
+                f'{refused} for rank {rank} are damaged: {type(err).__name__}'
+                f': {str(err).splitlines()[0][:200] if str(err) else ""}'
+            ) from None
+    return world_size, ranks
+
+
+def check_random_states(states: dict) -> None:
+    """Raise unless ``states`` is what :func:`current_random_states`
+    returns: each state is set on a throwaway generator."""
+    if not isinstance(states, dict):
+        raise TypeError(f'a dict of states, got {type(states).__name__}')
+    torch.Generator().set_state(states['torch'])
+    name, keys, *rest = states['numpy']
+    if not torch.is_tensor(keys):
+        raise TypeError(f'the numpy keys must be a tensor, got '
+                        f'{type(keys).__name__}')
+    np.random.RandomState().set_state(
+        (name, keys.numpy().astype(np.uint32), *rest))
+    random.Random().setstate(states['python'])
+    cuda = states.get('cuda')
+    if cuda is not None and not (isinstance(cuda, (list, tuple)) and all(
+            torch.is_tensor(state) and state.dtype == torch.uint8
+            for state in cuda)):
+        raise TypeError('the CUDA states must be a list of uint8 tensors')
 
 
 def current_random_states() -> dict:
@@ -260,8 +326,19 @@ class AtomicCheckpointHook(CheckpointHook):
         checkpoint.update(to_weights_only_form(checkpoint))
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """``Runner.resume`` restores its message hub after this hook."""
-        checkpoint.update(from_weights_only_form(checkpoint))
+        """``Runner.resume`` restores its message hub after this hook.
+
+        It also runs ``meta['config']`` as a Python config file, to compare
+        GPU counts: a checkpoint would run code on ``--resume``. The text
+        is dropped; the configs of these tools have no ``gpu_ids``."""
+        checkpoint.update(
+            restore_checkpoint(checkpoint, loaded_checkpoint_name(runner)))
+        meta = checkpoint.get('meta')
+        if isinstance(meta, dict) and 'config' in meta:
+            checkpoint['meta'] = {
+                key: value
+                for key, value in meta.items() if key != 'config'
+            }
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         if not isinstance(self.file_backend, LocalBackend):

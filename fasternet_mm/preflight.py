@@ -7,7 +7,7 @@ from typing import Iterable, List, Optional, Tuple
 
 from mmengine.config import Config
 
-from .checkpoint import read_checkpoint
+from .checkpoint import read_checkpoint, restore_checkpoint
 from .errors import CheckpointError, PreflightError
 from .models import FasterNet
 
@@ -194,11 +194,12 @@ def check_backbone_checkpoint(cfg: Config) -> None:
 
 def check_checkpoint_path(path: str, what: str) -> None:
     """A checkpoint given on the command line, as load_from or as the one to
-    resume from is readable with weights-only loading and undamaged. A URL
-    is downloaded into torch's hub cache, where MMEngine's loader finds it
-    later."""
+    resume from is readable with weights-only loading, undamaged, a dict,
+    and its weights-only form restores (:func:`restore_checkpoint`: no
+    damaged saved object, no nesting beyond the limit). A URL is downloaded
+    into torch's hub cache, where MMEngine's loader finds it later."""
     try:
-        read_checkpoint(path)
+        restore_checkpoint(read_checkpoint(path), path)
     except FileNotFoundError:
         raise PreflightError(f'{what}: the checkpoint {path!r} does not '
                              f'exist.') from None

@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import os.path as osp
+import struct
 import sys
 from typing import Dict, List, Sequence, Tuple
 
@@ -38,29 +39,271 @@ INTERPOLATIONS = dict(
 METADATA_FORMAT = 2
 
 
+# Images with more pixels are refused before they are decoded, unless
+# --max-pixels allows them: decoding takes 3 bytes a pixel and more.
+MAX_PIXELS = 50_000_000
+# The outputs each task's graph has (docs/onnx.md).
+TASK_OUTPUTS = dict(
+    detection=('boxes', 'scores', 'labels'),
+    instance=('boxes', 'scores', 'labels', 'masks'),
+    semantic=('label_map', ))
+PREPROCESS_FIELDS = ('bgr_to_rgb', 'mean', 'std', 'size_divisor',
+                     'pad_value')
+
+
 class ReaderError(Exception):
-    """A bad path or a model this reader cannot read."""
+    """A bad path, image or model that this reader cannot read."""
 
 
 def load_model(path: str):
     """An ``onnxruntime.InferenceSession`` for ``path`` and the model's
-    metadata (JSON values decoded)."""
+    metadata (JSON values decoded), checked against the graph."""
     import onnxruntime
     if not osp.isfile(path):
         raise ReaderError(f'Model not found: {path!r}')
-    runtime = onnxruntime.InferenceSession(
-        path, providers=['CPUExecutionProvider'])
+    try:
+        runtime = onnxruntime.InferenceSession(
+            path, providers=['CPUExecutionProvider'])
+    except Exception as err:  # noqa: B902  (onnxruntime's own types)
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ReaderError(f'{path} is not an ONNX model that onnxruntime '
+                          f'can load ({reason[:200]})') from None
     raw = runtime.get_modelmeta().custom_metadata_map
     missing = {'format', 'task', 'preprocess'} - set(raw)
     if missing:
         raise ReaderError(
             f'{path} has no {sorted(missing)} metadata: export it with '
             f'tools/export_onnx.py --end-to-end')
-    metadata = {key: json.loads(value) for key, value in raw.items()}
+    metadata = {}
+    for key, value in raw.items():
+        try:
+            metadata[key] = json.loads(value)
+        except ValueError:
+            raise ReaderError(f'{path}: its metadata {key!r} is not JSON '
+                              f'({value[:40]!r})') from None
     if metadata['format'] != METADATA_FORMAT:
         raise ReaderError(f'{path}: metadata format {metadata["format"]}, '
                           f'this reader knows {METADATA_FORMAT}')
+    check_metadata(path, metadata,
+                   [node.name for node in runtime.get_inputs()],
+                   [node.name for node in runtime.get_outputs()])
     return runtime, metadata
+
+
+def check_metadata(path: str, metadata: Dict, inputs: List[str],
+                   outputs: List[str]) -> None:
+    """Raise :class:`ReaderError` unless the metadata has what this reader
+    uses, and the graph the inputs and outputs of its task."""
+    task = metadata['task']
+    if not isinstance(task, str) or task not in TASK_OUTPUTS:
+        raise ReaderError(f'{path}: metadata task {task!r}, this reader '
+                          f'knows {sorted(TASK_OUTPUTS)}')
+    missing = [name for name in TASK_OUTPUTS[task] if name not in outputs]
+    if 'image' not in inputs or missing:
+        raise ReaderError(
+            f'{path}: its metadata says {task!r}, whose graph has an input '
+            f'image and the outputs {list(TASK_OUTPUTS[task])}; this graph '
+            f'has the inputs {inputs} and the outputs {outputs}')
+    spec = metadata['preprocess']
+    if not isinstance(spec, dict) or any(field not in spec
+                                         for field in PREPROCESS_FIELDS):
+        raise ReaderError(f'{path}: its preprocess metadata needs the '
+                          f'fields {list(PREPROCESS_FIELDS)}')
+    resize, pad = spec.get('resize'), spec.get('pad')
+    checks = [
+        ('bgr_to_rgb', spec['bgr_to_rgb'], _is_bool, 'true or false'),
+        ('mean', spec['mean'], _three_numbers, '3 numbers'),
+        ('std', spec['std'], lambda v: _three_numbers(v) and all(v),
+         '3 numbers other than 0'),
+        ('size_divisor', spec['size_divisor'], lambda v: _is_int(v, 1),
+         'an int >= 1'),
+        ('pad_value', spec['pad_value'], _is_number, 'a number'),
+        ('resize', resize, lambda v: v is None or isinstance(v, dict),
+         'null or an object'),
+        ('pad', pad, lambda v: v is None or isinstance(v, dict),
+         'null or an object'),
+    ]
+    if isinstance(resize, dict):
+        checks += [
+            ('resize.scale', resize.get('scale'), _two_sizes,
+             '2 ints >= 1'),
+            ('resize.keep_ratio', resize.get('keep_ratio'), _is_bool,
+             'true or false'),
+            ('resize.interpolation', resize.get('interpolation'),
+             lambda v: isinstance(v, str) and v in INTERPOLATIONS,
+             f'one of {sorted(INTERPOLATIONS)}'),
+        ]
+    if isinstance(pad, dict):
+        checks += [
+            ('pad.size', pad.get('size'), lambda v: v is None or
+             _two_sizes(v), 'null or 2 ints >= 1'),
+            ('pad.size_divisor', pad.get('size_divisor'),
+             lambda v: v is None or _is_int(v, 0), 'null or an int >= 0'),
+            ('pad.pad_to_square', pad.get('pad_to_square'), _is_bool,
+             'true or false'),
+            ('pad.value', pad.get('value'),
+             lambda v: _is_number(v) or _three_numbers(v),
+             'a number or 3 numbers'),
+        ]
+    if task == 'instance':
+        checks.append(('mask_threshold', metadata.get('mask_threshold'),
+                       _is_number, 'a number'))
+    checks.append(('classes', metadata.get('classes', []),
+                   lambda v: isinstance(v, list) and all(
+                       isinstance(name, str) for name in v),
+                   'a list of names'))
+    for name, value, valid, what in checks:
+        if not valid(value):
+            raise ReaderError(f'{path}: its metadata {name}='
+                              f'{json.dumps(value)[:40]} is not {what}')
+
+
+def _is_bool(value) -> bool:
+    return type(value) is bool
+
+
+def _is_number(value) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _is_int(value, least: int) -> bool:
+    return type(value) is int and value >= least
+
+
+def _three_numbers(value) -> bool:
+    return isinstance(value, list) and len(value) == 3 and all(
+        _is_number(item) for item in value)
+
+
+def _two_sizes(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(
+        _is_int(item, 1) for item in value)
+
+
+def image_size(data: bytes) -> Tuple[str, int, int]:
+    """The format, width and height that a PNG, JPEG or BMP file's headers
+    give, read without decoding it.
+
+    Raises:
+        ReaderError: if the file is none of them, or its headers or data
+            are cut short (a truncated file decodes silently, in part).
+    """
+    if data.startswith(b'\x89PNG\r\n\x1a\n'):
+        return ('PNG', ) + _png_size(data)
+    if data.startswith(b'\xff\xd8'):
+        return ('JPEG', ) + _jpeg_size(data)
+    if data.startswith(b'BM') and len(data) >= 26:
+        return ('BMP', ) + _bmp_size(data)
+    raise ReaderError('not a PNG, JPEG or BMP image')
+
+
+def _png_size(data: bytes) -> Tuple[int, int]:
+    position, size = 8, None
+    while position + 8 <= len(data):
+        length, kind = struct.unpack_from('>I4s', data, position)
+        if kind == b'IHDR' and length >= 8:
+            size = struct.unpack_from('>II', data, position + 8)
+        if kind == b'IEND':
+            if size is None:
+                raise ReaderError('a PNG without an IHDR chunk')
+            return size
+        position += 12 + length  # length, type, data, CRC
+    raise ReaderError('a truncated PNG: it ends before its IEND chunk')
+
+
+# JPEG markers with no length field: TEM, RST0-7, SOI.
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8}
+# Start-of-frame markers (baseline, progressive, ...), which give the size.
+_JPEG_FRAMES = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(data: bytes) -> Tuple[int, int]:
+    """Walk the segments and the entropy-coded scans up to the EOI marker,
+    which a truncated JPEG lacks."""
+    position, size = 2, None
+    while True:
+        position = data.find(b'\xff', position)
+        if position < 0 or position + 1 >= len(data):
+            break
+        marker = data[position + 1]
+        if marker in (0x00, 0xFF) or marker in _JPEG_STANDALONE:
+            position += 1 if marker == 0xFF else 2  # fill, stuffing, RSTn
+            continue
+        if marker == 0xD9:  # EOI
+            if size is None:
+                raise ReaderError('a JPEG without a frame header')
+            return size
+        if position + 4 > len(data):
+            break
+        length = struct.unpack_from('>H', data, position + 2)[0]
+        if marker in _JPEG_FRAMES and length >= 7 and \
+                position + 9 <= len(data):
+            height, width = struct.unpack_from('>HH', data, position + 5)
+            size = width, height
+        position += 2 + length  # a scan's entropy-coded data follows SOS
+    raise ReaderError('a truncated JPEG: it ends before its EOI marker')
+
+
+def _bmp_size(data: bytes) -> Tuple[int, int]:
+    declared, = struct.unpack_from('<I', data, 2)
+    header, = struct.unpack_from('<I', data, 14)
+    if header == 12:  # OS/2 BITMAPCOREHEADER
+        width, height = struct.unpack_from('<HH', data, 18)
+    else:
+        width, height = struct.unpack_from('<ii', data, 18)
+    if len(data) < declared:
+        raise ReaderError(f'a truncated BMP: {len(data)} of its {declared} '
+                          f'bytes')
+    return abs(width), abs(height)
+
+
+def read_image(path: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The image at ``path`` as a BGR uint8 array, as ``cv2.imread`` reads
+    it, once its headers show it whole and within ``max_pixels``.
+
+    Raises:
+        ReaderError: naming the file and what is wrong with it.
+    """
+    if not osp.isfile(path):
+        raise ReaderError(f'Image not found: {path!r}')
+    with open(path, 'rb') as file:
+        data = file.read()
+    try:
+        kind, width, height = image_size(data)
+    except ReaderError as err:
+        raise ReaderError(f'Cannot read the image {path}: {err}') from None
+    except struct.error:
+        raise ReaderError(f'Cannot read the image {path}: its headers are '
+                          f'cut short') from None
+    if width * height > max_pixels:
+        raise ReaderError(
+            f'The image {path} is a {width}x{height} {kind} '
+            f'({width * height / 1e6:.1f} megapixels), more than the limit '
+            f'of {max_pixels / 1e6:g}; raise it with --max-pixels')
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    # A JPEG's EXIF orientation may turn it, as cv2.imread does.
+    if image is None or image.shape[:2] not in ((height, width),
+                                                (width, height)):
+        raise ReaderError(f'Cannot read the image {path}: OpenCV cannot '
+                          f'decode it as the {width}x{height} {kind} its '
+                          f'headers describe')
+    return image
+
+
+def check_resizable(path: str, image: np.ndarray, spec: Dict) -> None:
+    """Refuse an image that the test pipeline's resize would shrink to no
+    pixels on a side (an aspect ratio above the resize scale's, e.g.
+    1333:1 for (1333, 800))."""
+    resize = spec.get('resize')
+    if not resize or not resize.get('keep_ratio'):
+        return
+    height, width = image.shape[:2]
+    new_width, new_height = rescaled_size(width, height, resize['scale'])
+    if min(new_width, new_height) < 1:
+        raise ReaderError(
+            f'The image {path} is {width}x{height}: resized to fit '
+            f'{tuple(resize["scale"])} it would be {new_width}x{new_height} '
+            f'pixels; crop it to a less elongated shape')
 
 
 def rescaled_size(width: int, height: int,
@@ -285,27 +528,44 @@ def draw(image: np.ndarray, result: Dict[str, np.ndarray], classes: List[str],
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('image', help='an image file')
+    parser.add_argument('image', help='a PNG, JPEG or BMP image')
     parser.add_argument(
         'model', help='an ONNX file from tools/export_onnx.py --end-to-end')
-    parser.add_argument('--out', required=True, help='the PNG to write')
+    parser.add_argument(
+        '--out',
+        required=True,
+        help='the image to write, of a format OpenCV writes (.png, .jpg)')
     parser.add_argument(
         '--score-thr',
         type=float,
         default=0.3,
         help='draw detections scoring at least this (default 0.3)')
+    parser.add_argument(
+        '--max-pixels',
+        type=int,
+        default=MAX_PIXELS,
+        help=f'refuse larger images before decoding them (default '
+        f'{MAX_PIXELS})')
     return parser.parse_args(argv)
+
+
+def check_output(path: str) -> None:
+    """Refuse an ``--out`` that ``cv2.imwrite`` would fail on, before the
+    model runs."""
+    if not cv2.haveImageWriter(path):
+        raise ReaderError(f'--out {path!r}: OpenCV writes no image format '
+                          f'of that extension; use .png or .jpg')
+    if not osp.isdir(osp.dirname(osp.abspath(path))):
+        raise ReaderError(f'--out {path!r}: its folder does not exist')
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        image = cv2.imread(args.image, cv2.IMREAD_COLOR) if osp.isfile(
-            args.image) else None
-        if image is None:
-            raise ReaderError(f'Image not found or unreadable: '
-                              f'{args.image!r}')
+        check_output(args.out)
+        image = read_image(args.image, args.max_pixels)
         runtime, metadata = load_model(args.model)
+        check_resizable(args.image, image, metadata['preprocess'])
     except ReaderError as err:
         sys.exit(f'{osp.basename(sys.argv[0])}: error: {err}')
     result = predict(runtime, metadata, image)

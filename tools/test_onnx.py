@@ -54,6 +54,12 @@ def main(argv=None):
         runtime, metadata = reader.load_model(args.model)
     except reader.ReaderError as err:
         raise PreflightError(str(err)) from None
+    scope = 'mmseg' if metadata['task'] == 'semantic' else 'mmdet'
+    if scope != cfg.default_scope:
+        raise PreflightError(
+            f'{args.model} is a {metadata["task"]} model ({scope}), and '
+            f'{args.config} an {cfg.default_scope} config: give the config '
+            f'the model was exported from')
     metrics = evaluate(
         cfg,
         lambda image: reader.predict(runtime, metadata, image),

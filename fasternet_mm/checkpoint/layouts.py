@@ -23,10 +23,11 @@ Three layouts exist besides ours, and each is recognised by its keys:
 Conversion is idempotent: keys already in our layout pass through, so any
 mix of loaders can call it.
 """
+import contextlib
 import re
 from collections import OrderedDict
 from os import PathLike
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 from mmengine.logging import MMLogger, print_log
@@ -240,6 +241,18 @@ def _first(items: List, count: int = 8) -> List:
     return items[:count] + (['...'] if len(items) > count else [])
 
 
+@contextlib.contextmanager
+def naming_the_file(path: Union[str, PathLike]) -> Iterator[None]:
+    """A :class:`CheckpointError` raised in the block about a checkpoint's
+    content names the file ``path`` it came from."""
+    try:
+        yield
+    except CheckpointError as err:
+        if str(path) in str(err):
+            raise
+        raise CheckpointError(f'{path}: {err}') from None
+
+
 def load_pretrained(model: torch.nn.Module, init_cfg: Dict) -> None:
     """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)``
     strictly into a FasterNet, converting from any known layout."""
@@ -251,12 +264,13 @@ def load_pretrained(model: torch.nn.Module, init_cfg: Dict) -> None:
         raise ValueError(f'The Pretrained init_cfg needs a "checkpoint", got '
                          f'{init_cfg}')
     checkpoint = init_cfg['checkpoint']
-    state_dict = unwrap_state_dict(
-        read_checkpoint(checkpoint, init_cfg.get('map_location', 'cpu')))
-    state_dict = select_prefix(state_dict, init_cfg.get('prefix'))
-    layout = detect_layout(state_dict)
-    state_dict = convert_state_dict(state_dict, layout)
-    skipped = check_compatible(model, state_dict)
+    content = read_checkpoint(checkpoint, init_cfg.get('map_location', 'cpu'))
+    with naming_the_file(checkpoint):
+        state_dict = select_prefix(
+            unwrap_state_dict(content), init_cfg.get('prefix'))
+        layout = detect_layout(state_dict)
+        state_dict = convert_state_dict(state_dict, layout)
+        skipped = check_compatible(model, state_dict)
     for key in skipped:
         state_dict.pop(key)
     model.load_state_dict(state_dict, strict=False)
@@ -282,8 +296,9 @@ def convert_checkpoint_file(src: Union[str, PathLike],
     by ``init_cfg=dict(type='Pretrained', checkpoint=dst)``.
     """
     content = read_checkpoint(src, trust_pickle=trust_pickle)
-    state_dict = select_prefix(unwrap_state_dict(content), prefix)
-    layout = detect_layout(state_dict)
-    state_dict = convert_state_dict(state_dict, layout)
+    with naming_the_file(src):
+        state_dict = select_prefix(unwrap_state_dict(content), prefix)
+        layout = detect_layout(state_dict)
+        state_dict = convert_state_dict(state_dict, layout)
     save_whole({'state_dict': state_dict}, dst)
     return layout, len(state_dict)
