@@ -36,3 +36,9 @@ def dummy_sample(scope: str, height: int, width: int):
         return DetDataSample(metainfo=meta)
     from mmseg.structures import SegDataSample
     return SegDataSample(metainfo=meta)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """``model`` without its MMEngine wrapper (DDP and the like), if any."""
+    from mmengine.model import is_model_wrapper
+    return model.module if is_model_wrapper(model) else model

@@ -1,27 +1,18 @@
-"""Hooks: exact resumption of interrupted training, checkpoints that a
-kill cannot damage and that a plain ``torch.load`` reads, and testing in
-the deploy form and/or bf16."""
+"""Random number generator states saved in every checkpoint and restored
+on ``--resume``."""
 import logging
-import os
-import os.path as osp
 import random
 import reprlib
-from typing import List, Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
-from mmengine.dist import (all_gather_object, get_dist_info, get_world_size,
-                           is_main_process)
-from mmengine.fileio import LocalBackend
+from mmengine.dist import all_gather_object, get_dist_info, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 
-from .checkpoint import restore_checkpoint, to_weights_only_form
-from .deploy import switch_to_deploy
-from .errors import CheckpointError
-from .precision import use_fp32, use_low_precision
-from .registry import HOOKS
+from ..errors import CheckpointError
+from ..registry import HOOKS
 
 
 @HOOKS.register_module()
@@ -216,174 +207,3 @@ def restore_random_states(states: dict) -> None:
             f'the CUDA generators keep their fresh seeds.',
             logger='current',
             level=logging.WARNING)
-
-
-@HOOKS.register_module()
-class InferenceFormHook(Hook):
-    """Before testing, put the model in the form it is to infer in: its
-    deploy form and/or bf16 (``tools/test.py --deploy/--bf16``).
-
-    Args:
-        deploy (bool): Fold BN into convs and swap mmcv's RoIAlign for
-            GatherRoIAlign (``fasternet_mm.switch_to_deploy``).
-        bf16 (str, optional): ``'all'`` runs the backbone, neck and heads
-            under bf16 autocast (``fasternet_mm.use_low_precision``),
-            ``'backbone'`` the backbone only; None keeps fp32.
-    """
-
-    priority = 'VERY_LOW'
-
-    def __init__(self,
-                 deploy: bool = True,
-                 bf16: Optional[str] = None) -> None:
-        if bf16 not in (None, 'all', 'backbone'):
-            raise ValueError(
-                f"bf16 must be None, 'all' or 'backbone', got {bf16!r}")
-        self.deploy = deploy
-        self.bf16 = bf16
-
-    def before_test(self, runner) -> None:
-        model = _unwrap(runner.model)
-        if self.deploy:
-            switch_to_deploy(model)
-        if self.bf16 == 'all':
-            use_low_precision(model)
-        elif self.bf16 == 'backbone':
-            use_low_precision(model, ['backbone'])
-
-
-@HOOKS.register_module()
-class Bf16TrainingHook(Hook):
-    """Mixed-precision training on a CPU (``tools/train.py --amp``): the
-    backbone, neck and heads run under bf16 autocast, while their predictor
-    layers, the losses, RoIAlign, NMS and the other box and mask
-    post-processing stay fp32 (:func:`fasternet_mm.use_low_precision`). The
-    weights and the optimizer stay fp32. bf16 has fp32's exponent range, so
-    no loss scaler is needed. Validation inside training runs in fp32.
-
-    MMEngine's ``AmpOptimWrapper`` runs on CUDA, NPU, MLU and MUSA only; on
-    those, ``--amp`` keeps it (fp16 with a dynamic loss scale).
-    """
-
-    priority = 'VERY_HIGH'
-
-    def __init__(self) -> None:
-        self.training = False
-
-    def before_train(self, runner) -> None:
-        self.training = True
-        parts = use_low_precision(_unwrap(runner.model))
-        runner.logger.info(f'--amp: training {parts} under bf16 autocast; '
-                           f'predictor layers, losses and post-processing '
-                           f'in fp32')
-
-    def before_val(self, runner) -> None:
-        use_fp32(_unwrap(runner.model))
-
-    def after_val(self, runner) -> None:
-        if self.training:
-            use_low_precision(_unwrap(runner.model))
-
-    def after_train(self, runner) -> None:
-        self.training = False
-        use_fp32(_unwrap(runner.model))
-
-
-def _unwrap(model):
-    return model.module if is_model_wrapper(model) else model
-
-
-@HOOKS.register_module()
-class AtomicCheckpointHook(CheckpointHook):
-    """MMEngine's ``CheckpointHook``, safe against a kill while it saves,
-    writing files that a plain ``torch.load`` reads.
-
-    MMEngine 0.10 writes a checkpoint in place, rewrites ``last_checkpoint``
-    in place, and with ``max_keep_ckpts`` deletes the oldest checkpoint
-    *before* writing the new one. A run killed during a save can then be
-    left with a truncated newest file and, with ``max_keep_ckpts=1``, a
-    ``last_checkpoint`` naming a file already deleted: nothing to resume
-    from. This hook writes the checkpoint and ``last_checkpoint`` to
-    temporary files renamed into place once complete, and deletes outdated
-    checkpoints only after that, so ``--resume`` always finds the last
-    complete checkpoint. Arguments are those of ``CheckpointHook``; storage
-    other than local disk keeps MMEngine's own behaviour.
-
-    torch >= 2.6 loads weights-only by default and refuses the message
-    hub's ``HistoryBuffer`` and numpy values that MMEngine 0.10 pickles, so
-    mmdet's and mmseg's own tools, their inferencers and ``torch.load``
-    could not read MMEngine's checkpoints. This hook writes those objects
-    in plain types (:func:`~fasternet_mm.checkpoint.to_weights_only_form`)
-    and turns them back when a Runner loads the file.
-
-    Use it in a config with ``default_hooks = dict(checkpoint=dict(
-    type='fasternet_mm.AtomicCheckpointHook', interval=1))``.
-    """
-
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Runs after the hooks that add to the checkpoint (priority
-        ``VERY_LOW``, after ``RandomStateHook`` and ``EMAHook``)."""
-        checkpoint.update(to_weights_only_form(checkpoint))
-
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """``Runner.resume`` restores its message hub after this hook.
-
-        It also runs ``meta['config']`` as a Python config file, to compare
-        GPU counts: a checkpoint would run code on ``--resume``. The text
-        is dropped; the configs of these tools have no ``gpu_ids``."""
-        checkpoint.update(
-            restore_checkpoint(checkpoint, loaded_checkpoint_name(runner)))
-        meta = checkpoint.get('meta')
-        if isinstance(meta, dict) and 'config' in meta:
-            checkpoint['meta'] = {
-                key: value
-                for key, value in meta.items() if key != 'config'
-            }
-
-    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
-        if not isinstance(self.file_backend, LocalBackend):
-            super()._save_checkpoint_with_step(runner, step, meta)
-            return
-        outdated = self._forget_outdated(runner, step)
-        filename = self.filename_tmpl.format(step)
-        self.last_ckpt = osp.join(self.out_dir, filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        # A kill before a rename leaves a '.partial' file and the last
-        # complete checkpoint, never a half-written file under a real name.
-        runner.save_checkpoint(
-            self.out_dir,
-            filename + '.partial',
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
-        if not is_main_process():  # only the main process writes
-            return
-        os.replace(self.last_ckpt + '.partial', self.last_ckpt)
-        pointer = osp.join(runner.work_dir, 'last_checkpoint')
-        with open(pointer + '.partial', 'w', encoding='utf-8') as f:
-            f.write(self.last_ckpt)
-        os.replace(pointer + '.partial', pointer)
-        for path in outdated:
-            if path != self.last_ckpt and osp.isfile(path):
-                os.remove(path)
-
-    def _forget_outdated(self, runner, step) -> List[str]:
-        """Record ``step`` among the kept checkpoints; return the paths of
-        those that now fall out of ``max_keep_ckpts``, for deletion once
-        the new checkpoint is safely written."""
-        if self.max_keep_ckpts <= 0 or (self.keep_ckpt_ids
-                                        and self.keep_ckpt_ids[-1] == step):
-            return []
-        outdated = []
-        while len(self.keep_ckpt_ids) >= self.max_keep_ckpts:
-            old = self.keep_ckpt_ids.popleft()
-            outdated.append(
-                osp.join(self.out_dir, self.filename_tmpl.format(old)))
-        self.keep_ckpt_ids.append(step)
-        runner.message_hub.update_info('keep_ckpt_ids',
-                                       list(self.keep_ckpt_ids))
-        return outdated if is_main_process() else []
