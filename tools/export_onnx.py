@@ -53,13 +53,13 @@ from fasternet_mm import FasterNet
 from fasternet_mm.cli import (exit_on_user_error, load_config,
                               missing_files_are_user_errors)
 from fasternet_mm.complexity import weight_bytes
-from fasternet_mm.end_to_end import (compare_with_onnxruntime,
-                                     end_to_end_graph, example_inputs,
-                                     export_end_to_end, reader_metadata)
 from fasternet_mm.errors import ExportError
 from fasternet_mm.export import (PARTS, TensorOutputs, build_deploy_model,
-                                 check_with_onnxruntime, export_model_onnx,
-                                 export_onnx)
+                                 check_with_onnxruntime,
+                                 compare_with_onnxruntime, end_to_end_graph,
+                                 example_inputs, export_end_to_end,
+                                 export_model_onnx, export_onnx, other_size,
+                                 reader_metadata)
 
 # The bar for onnxruntime against PyTorch: raw outputs (relative error),
 # end-to-end detection scores (absolute).
@@ -144,7 +144,7 @@ def export_whole_model(args):
     metadata = reader_metadata(cfg, graph)
     export_end_to_end(graph, args.end_to_end, args.shape, metadata,
                       args.opset)
-    shape = (args.shape[0] + 32, args.shape[1] + 64)
+    shape = other_size(args.shape)
     check = compare_with_onnxruntime(args.end_to_end, graph,
                                      example_inputs(graph, shape, seed=1))
     weights = weight_bytes(graph)
