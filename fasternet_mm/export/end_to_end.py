@@ -10,7 +10,8 @@ stage. :func:`export_end_to_end` writes it with opset 17 and stores in the
 file's ``metadata_props`` what a reader needs to prepare an image and read
 the outputs (:func:`~fasternet_mm.export.reader_metadata`);
 ``tools/onnx_demo.py`` is such a reader, with onnxruntime, numpy and
-OpenCV only.
+OpenCV only. :func:`export_and_check_end_to_end` does all of it for a
+config and checks the file.
 
 The graph's contract (what mmdet's and mmseg's ``predict`` with
 ``rescale=True`` give for one image):
@@ -39,8 +40,11 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ExportError
+from .check import ExportCheck, check_end_to_end, other_size
 from .detectors import DenseDetectorGraph, TwoStageDetectorGraph
-from .model import is_segmentor, is_two_stage, trace_to_onnx
+from .metadata import reader_metadata
+from .model import (build_deploy_model, is_segmentor, is_two_stage,
+                    trace_to_onnx)
 from .segmentors import SegmentorGraph
 
 
@@ -121,3 +125,19 @@ def export_end_to_end(graph: nn.Module,
         entry.key, entry.value = key, value
     onnx.save(model, path)
     return inputs
+
+
+def export_and_check_end_to_end(cfg,
+                                path: str,
+                                shape: Sequence[int],
+                                checkpoint: Optional[str] = None,
+                                opset: int = 17) -> ExportCheck:
+    """Export the model of ``cfg`` with the weights of ``checkpoint``
+    (random ones without it) end to end to ``path``, traced at ``shape``
+    (H, W), with the reader's metadata, and check the file at another size
+    than the traced one (:func:`~fasternet_mm.export.check.check_end_to_end`;
+    with random weights, a disagreement is excused)."""
+    graph = end_to_end_graph(build_deploy_model(cfg, checkpoint))
+    export_end_to_end(graph, path, shape, reader_metadata(cfg, graph), opset)
+    inputs = example_inputs(graph, other_size(shape), seed=1)
+    return check_end_to_end(path, graph, inputs, checkpoint is None)

@@ -23,7 +23,8 @@ from ..checkpoint import read_checkpoint, unwrap_state_dict
 from ..deploy import switch_to_deploy
 from ..errors import CheckpointError, ExportError
 from ..model_utils import build_model
-from .check import flatten_outputs, other_size
+from ..models import FasterNet
+from .check import ExportCheck, check_outputs, flatten_outputs, other_size
 
 PARTS = ('model', 'rpn')
 
@@ -205,3 +206,39 @@ def export_model_onnx(model: TensorOutputs,
                       axes, opset)
         image = torch.rand(1, 3, *shape)
         return image, model(image)
+
+
+def export_and_check_backbone(arch: str,
+                              path: str,
+                              shape: Sequence[int],
+                              checkpoint: Optional[str] = None,
+                              opset: int = 17,
+                              dynamic: bool = False) -> ExportCheck:
+    """Export the deployed FasterNet of ``arch`` with the backbone weights
+    of ``checkpoint`` (any supported layout; random ones without it) to
+    ``path``, traced at ``shape`` (H, W), and check the file
+    (:func:`~fasternet_mm.export.check.check_outputs`)."""
+    init_cfg = dict(type='Pretrained', checkpoint=checkpoint) \
+        if checkpoint else None
+    model = FasterNet(arch=arch, init_cfg=init_cfg)
+    model.init_weights()
+    model.switch_to_deploy()
+    image, outputs = export_onnx(model, path, shape, opset, dynamic)
+    return check_outputs(path, model, image, outputs, shape)
+
+
+def export_and_check_model(cfg,
+                           path: str,
+                           shape: Sequence[int],
+                           checkpoint: Optional[str] = None,
+                           part: str = 'model',
+                           opset: int = 17,
+                           dynamic: bool = False) -> ExportCheck:
+    """Export the raw outputs of ``part`` of the model of ``cfg``
+    (:class:`TensorOutputs`), with the weights of ``checkpoint`` (random
+    ones without it), to ``path``, traced at ``shape`` (H, W), and check
+    the file (:func:`~fasternet_mm.export.check.check_outputs`; with
+    ``dynamic``, at another size)."""
+    model = TensorOutputs(build_deploy_model(cfg, checkpoint), part)
+    image, outputs = export_model_onnx(model, path, shape, opset, dynamic)
+    return check_outputs(path, model, image, outputs, shape)
