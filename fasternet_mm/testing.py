@@ -1,13 +1,15 @@
 """Fixtures of the tests and the benchmark: BatchNorms that show a wrong
-mapping, timm's FasterNet with our weights beside it, and how far two sets
-of outputs differ."""
-from typing import Callable, Sequence, Tuple
+mapping, timm's FasterNet with our weights beside it, how far two sets of
+outputs differ (:func:`fasternet_mm.export.relative_error`, whose checks
+use it too) and how two detection results match."""
+from typing import Callable, Tuple
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .checkpoint import convert_state_dict
+from .export import relative_error  # noqa: F401 (shared with the tests)
 from .models import FasterNet
 
 
@@ -48,15 +50,6 @@ def timm_peer(arch: str) -> Tuple[nn.Module, FasterNet]:
 def timm_features(peer: nn.Module) -> Callable:
     """Stage features, as mmseg/mmpretrain's TIMMBackbone would give."""
     return lambda x: peer.forward_intermediates(x, intermediates_only=True)
-
-
-def relative_error(outputs: Sequence[torch.Tensor],
-                   reference: Sequence[torch.Tensor]) -> float:
-    """Largest ``|a - b| / max |b|`` over matching tensors, in float32."""
-    return max(
-        float((a.float() - b.float()).abs().max() /
-              b.float().abs().max().clamp(min=1e-12))
-        for a, b in zip(outputs, reference))
 
 
 def box_iou(a, b):

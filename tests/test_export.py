@@ -6,12 +6,15 @@ from helpers import REPO, load_tool, randomize_norms
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
+import fasternet_mm.export.check as check_module
 from fasternet_mm import FasterNet
 from fasternet_mm.complexity import weight_bytes
 from fasternet_mm.errors import CheckpointError, ExportError
-from fasternet_mm.export import (TensorOutputs, build_deploy_model,
+from fasternet_mm.export import (LABEL_AGREEMENT, SCORE_TOLERANCE, TOLERANCE,
+                                 TensorOutputs, build_deploy_model,
+                                 check_end_to_end, check_outputs,
                                  check_with_onnxruntime, export_model_onnx,
-                                 export_onnx)
+                                 export_onnx, other_size, trace_to_onnx)
 
 onnx = pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
@@ -149,3 +152,62 @@ def test_tool_exports_a_config_or_says_why_not(tmp_path, capsys):
     assert exit_info.value.code == 1 and 'Traceback' not in error
     assert 'error: EncoderDecoder cannot be exported with dynamic sizes' \
         in error.splitlines()[-1]
+
+
+def test_raw_outputs_pass_within_the_tolerance_only(tmp_path):
+    conv = torch.nn.Conv2d(3, 4, 3).eval()
+    path = str(tmp_path / 'conv.onnx')
+    image = torch.rand(1, 3, 17, 23)
+    trace_to_onnx(conv, image, path, ['output'],
+                  {'image': {2: 'height', 3: 'width'}}, 17)
+    with torch.no_grad():
+        outputs = conv(image)
+    check = check_outputs(path, conv, image, outputs, (17, 23))
+    assert check.passed and len(check.lines()) == 1
+    assert 'onnxruntime vs PyTorch: max relative error' in check.lines()[0]
+    check.raise_if_failed()
+    # Off by more than TOLERANCE, at another size than the traced one.
+    image = torch.rand(1, 3, 19, 29)
+    with torch.no_grad():
+        outputs = conv(image) * (1 + 3 * TOLERANCE)
+    check = check_outputs(path, conv, image, outputs, (17, 23))
+    assert not check.passed
+    with pytest.raises(
+            ExportError,
+            match=r'conv.onnx disagrees with PyTorch: max relative error '
+            r'3\.\d+e-04 > 1e-04 at another input size'):
+        check.raise_if_failed()
+
+
+@pytest.mark.parametrize('random_weights', [True, False])
+@pytest.mark.parametrize('comparison,passed', [
+    (dict(onnx=5, pytorch=5, score=SCORE_TOLERANCE / 2), True),
+    (dict(onnx=5, pytorch=5, score=SCORE_TOLERANCE * 2), False),
+    (dict(onnx=4, pytorch=5, score=float('inf')), False),
+    (dict(agreement=LABEL_AGREEMENT + 1e-4), True),
+    (dict(agreement=LABEL_AGREEMENT - 1e-4), False),
+])
+def test_end_to_end_verdict(tmp_path, monkeypatch, random_weights,
+                            comparison, passed):
+    """Failures are errors, except with random weights, whose tied scores
+    NMS may break either way."""
+    monkeypatch.setattr(check_module, 'compare_with_onnxruntime',
+                        lambda *args: comparison)
+    path = tmp_path / 'model.onnx'
+    path.write_bytes(b'0' * 1000)
+    check = check_end_to_end(
+        str(path), torch.nn.Linear(10, 10),
+        dict(image=torch.zeros(1, 3, 96 + 32, 128 + 64)), random_weights)
+    assert check.passed == passed
+    assert 'onnxruntime vs PyTorch at 128x192: ' in check.lines()[0]
+    if passed or random_weights:
+        check.raise_if_failed()
+        assert len(check.lines()) == 1 + (not passed)
+    else:
+        with pytest.raises(ExportError,
+                           match='disagrees with PyTorch at 128x192'):
+            check.raise_if_failed()
+
+
+def test_dynamic_files_are_checked_at_a_larger_size():
+    assert other_size((96, 128)) == (128, 192)

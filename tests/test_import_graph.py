@@ -1,6 +1,7 @@
 """The import graph of fasternet_mm, read from the source with ``ast``:
-no import circle between its modules, and the models import only downwards
-(layers < backbones, necks < the rest of the package)."""
+no import circle between its modules, the models import only downwards
+(layers < backbones, necks < the rest of the package), and only the
+benchmark imports the test-side fixtures."""
 import ast
 import subprocess
 import sys
@@ -24,6 +25,10 @@ OUTSIDE_MODELS = {
 OUTSIDE_MODELS_EXTRA = {
     'fasternet_mm.models.backbones.fasternet': {'fasternet_mm.checkpoint'}
 }
+# The fixtures of the tests and the benchmark: what the package runs for
+# its users (its export checks included) does without them.
+TEST_SIDE = 'fasternet_mm.testing'
+TEST_SIDE_USERS = ('fasternet_mm.benchmark', )
 
 
 def module_names(package: Path) -> Dict[str, Path]:
@@ -131,6 +136,16 @@ def upward_imports(graph: Dict[str, Set[str]]) -> List[str]:
     return found
 
 
+def fixture_imports(graph: Dict[str, Set[str]]) -> List[str]:
+    """Every import of the test-side module from outside its users."""
+    return [
+        f'{name} -> {TEST_SIDE}' for name, targets in sorted(graph.items())
+        if TEST_SIDE in targets and not any(
+            name == user or name.startswith(user + '.')
+            for user in TEST_SIDE_USERS)
+    ]
+
+
 def test_the_graph_is_read():
     graph = import_graph()
     assert len(graph) >= 25
@@ -152,6 +167,10 @@ def test_models_import_only_downwards():
     assert upward_imports(import_graph()) == []
 
 
+def test_only_the_benchmark_imports_the_test_side_module():
+    assert fixture_imports(import_graph()) == []
+
+
 def test_the_checks_see_a_circle_and_an_upward_import(tmp_path):
     package = tmp_path / 'fasternet_mm'
     files = {
@@ -165,6 +184,9 @@ def test_the_checks_see_a_circle_and_an_upward_import(tmp_path):
         'models/layers/block.py': ('from ...registry import MODELS\n'
                                    'def fold():\n'
                                    '    from ...deploy import run\n'),
+        'testing.py': '',
+        'export/__init__.py': 'from ..testing import compare\n',
+        'benchmark.py': 'from .testing import compare\n',
     }
     for name, text in files.items():
         (package / name).parent.mkdir(parents=True, exist_ok=True)
@@ -178,6 +200,9 @@ def test_the_checks_see_a_circle_and_an_upward_import(tmp_path):
     ]
     assert upward_imports(graph) == [
         'fasternet_mm.models.layers.block -> fasternet_mm.deploy'
+    ]
+    assert fixture_imports(graph) == [
+        'fasternet_mm.export -> fasternet_mm.testing'
     ]
 
 
@@ -214,3 +239,25 @@ def test_builder_is_a_deprecated_name_of_model_utils():
     assert same == 'True True'
     assert categories == 'DeprecationWarning'
     assert 'fasternet_mm.builder is deprecated' in message
+
+
+def test_end_to_end_is_a_deprecated_name_of_export():
+    script = textwrap.dedent("""
+        import warnings
+        import fasternet_mm.export as export
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            import fasternet_mm.end_to_end as end_to_end
+        print(all(getattr(end_to_end, name) is getattr(export, name)
+                  for name in end_to_end.__all__), len(end_to_end.__all__))
+        print(*[w.category.__name__ for w in caught])
+        print(*[w.message for w in caught])
+    """)
+    result = subprocess.run([sys.executable, '-c', script],
+                            capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    same, categories, message = result.stdout.splitlines()
+    assert same == 'True 25'
+    assert categories == 'DeprecationWarning'
+    assert 'fasternet_mm.end_to_end is deprecated' in message

@@ -15,10 +15,10 @@ from helpers import REPO, SHAPES, load_tool, randomize_norms
 from mmengine.config import Config
 
 from fasternet_mm.complexity import weight_bytes
-from fasternet_mm.end_to_end import (end_to_end_graph, example_inputs,
-                                     export_end_to_end, reader_metadata)
 from fasternet_mm.errors import ExportError
-from fasternet_mm.export import build_deploy_model
+from fasternet_mm.export import (build_deploy_model, end_to_end_graph,
+                                 example_inputs, export_end_to_end,
+                                 reader_metadata)
 from fasternet_mm.shapes import CLASSES
 from fasternet_mm.testing import match_detections
 
@@ -343,7 +343,7 @@ def test_roi_features_equal_mmdet_extractor_on_every_level(tmp_path):
     on the level boundaries (sqrt(w * h) = 112, 224, 448)."""
     from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 
-    from fasternet_mm.end_to_end import RoiFeatures
+    from fasternet_mm.export import RoiFeatures
     extractor = SingleRoIExtractor(
         dict(type='RoIAlign', output_size=7, sampling_ratio=0),
         out_channels=8,

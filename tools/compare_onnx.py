@@ -26,10 +26,9 @@ from mmengine.config import DictAction
 
 from fasternet_mm.cli import (exit_on_user_error, load_config,
                               missing_files_are_user_errors)
-from fasternet_mm.end_to_end import (end_to_end_graph, export_end_to_end,
-                                     reader_metadata)
 from fasternet_mm.errors import MissingFileError
-from fasternet_mm.export import build_deploy_model
+from fasternet_mm.export import (build_deploy_model, end_to_end_graph,
+                                 export_end_to_end, reader_metadata)
 from fasternet_mm.testing import match_detections, randomize_norms
 
 

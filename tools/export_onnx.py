@@ -15,7 +15,8 @@ for a two-stage detector, only the features and RPN outputs (``--part rpn``):
     python tools/export_onnx.py --part rpn mask_rcnn_rpn.onnx \
         --config configs/mask_rcnn_fasternet_s.py
 
-onnxruntime must agree with PyTorch to a relative error of 1e-4.
+onnxruntime must agree with PyTorch to a relative error of 1e-4
+(fasternet_mm.export.check decides).
 
 End to end (``--end-to-end``): a detector or segmentor from a preprocessed
 image to its final predictions, post-processing included, in standard ONNX
@@ -45,26 +46,14 @@ random weights, i.e. without --checkpoint, only reported: their saturated
 scores tie, and NMS may break ties either way). See docs/onnx.md.
 """
 import argparse
-import os
 
 from mmengine.config import DictAction
 
-from fasternet_mm import FasterNet
 from fasternet_mm.cli import (exit_on_user_error, load_config,
                               missing_files_are_user_errors)
-from fasternet_mm.complexity import weight_bytes
-from fasternet_mm.end_to_end import (compare_with_onnxruntime,
-                                     end_to_end_graph, example_inputs,
-                                     export_end_to_end, reader_metadata)
-from fasternet_mm.errors import ExportError
-from fasternet_mm.export import (PARTS, TensorOutputs, build_deploy_model,
-                                 check_with_onnxruntime, export_model_onnx,
-                                 export_onnx)
-
-# The bar for onnxruntime against PyTorch: raw outputs (relative error),
-# end-to-end detection scores (absolute).
-TOLERANCE = 1e-4
-SCORE_TOLERANCE = 1e-3
+from fasternet_mm.export import (PARTS, export_and_check_backbone,
+                                 export_and_check_end_to_end,
+                                 export_and_check_model)
 
 
 def parse_args(argv=None):
@@ -115,80 +104,30 @@ def parse_args(argv=None):
     return args
 
 
-def export_backbone(args):
-    init_cfg = dict(type='Pretrained', checkpoint=args.checkpoint) \
-        if args.checkpoint else None
-    model = FasterNet(arch=args.arch, init_cfg=init_cfg)
-    model.init_weights()
-    model.switch_to_deploy()
-    image, outputs = export_onnx(model, args.out, args.shape, args.opset,
-                                 args.dynamic)
-    return model, image, outputs
-
-
-def export_model(args):
-    cfg = load_config(args.config, args.cfg_options, 'none', None)
-    model = TensorOutputs(
-        build_deploy_model(cfg, args.checkpoint), args.part or 'model')
-    image, outputs = export_model_onnx(model, args.out, args.shape, args.opset,
-                                       args.dynamic)
-    return model, image, outputs
-
-
-def export_whole_model(args):
-    """The end-to-end export, checked at another size than the traced
-    one."""
-    cfg = load_config(args.config, args.cfg_options, 'none', None)
-    with missing_files_are_user_errors():  # --checkpoint
-        graph = end_to_end_graph(build_deploy_model(cfg, args.checkpoint))
-    metadata = reader_metadata(cfg, graph)
-    export_end_to_end(graph, args.end_to_end, args.shape, metadata,
-                      args.opset)
-    shape = (args.shape[0] + 32, args.shape[1] + 64)
-    check = compare_with_onnxruntime(args.end_to_end, graph,
-                                     example_inputs(graph, shape, seed=1))
-    weights = weight_bytes(graph)
-    size = os.path.getsize(args.end_to_end)
-    if 'agreement' in check:
-        agreement = f'same label for {check["agreement"]:.4%} of the pixels'
-        failed = check['agreement'] < 0.999
-    else:
-        agreement = (f'{check["onnx"]} and {check["pytorch"]} detections, '
-                     f'sorted scores differ by at most {check["score"]:.1e}')
-        failed = check['score'] > SCORE_TOLERANCE
-    print(f'{args.end_to_end}: {size / 2**20:.1f} MiB for '
-          f'{weights / 2**20:.1f} MiB of fp32 weights '
-          f'({size / weights:.3f}x); onnxruntime vs '
-          f'PyTorch at {shape[0]}x{shape[1]}: {agreement}')
-    if failed and args.checkpoint is None:
-        print('(random weights: not an error, ties among equal scores can '
-              'be broken either way)')
-    elif failed:
-        raise ExportError(f'{args.end_to_end} disagrees with PyTorch at '
-                          f'{shape[0]}x{shape[1]}: {agreement}')
+def export_and_check(args):
+    """Export what the flags ask for; the package checks the file."""
+    if args.end_to_end:
+        cfg = load_config(args.config, args.cfg_options, 'none', None)
+        return export_and_check_end_to_end(cfg, args.end_to_end, args.shape,
+                                           args.checkpoint, args.opset)
+    if args.config:
+        cfg = load_config(args.config, args.cfg_options, 'none', None)
+        return export_and_check_model(cfg, args.out, args.shape,
+                                      args.checkpoint, args.part or 'model',
+                                      args.opset, args.dynamic)
+    return export_and_check_backbone(args.arch, args.out, args.shape,
+                                     args.checkpoint, args.opset,
+                                     args.dynamic)
 
 
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
-    if args.end_to_end:
-        export_whole_model(args)
-        return
-    export = export_model if args.config else export_backbone
     with missing_files_are_user_errors():  # --checkpoint
-        model, image, outputs = export(args)
-    weights = weight_bytes(model)
-    size = os.path.getsize(args.out)
-    error = check_with_onnxruntime(args.out, image, outputs)
-    print(f'{args.out}: {size / 2**20:.1f} MiB for {weights / 2**20:.1f} '
-          f'MiB of fp32 weights ({size / weights:.3f}x); onnxruntime vs '
-          f'PyTorch: max relative error {error:.2e}')
-    if error > TOLERANCE:
-        raise ExportError(
-            f'{args.out} disagrees with PyTorch: max relative error '
-            f'{error:.2e} > {TOLERANCE:.0e}' +
-            (' at another input size; export without --dynamic'
-             if args.dynamic and args.config else ''))
+        check = export_and_check(args)
+    for line in check.lines():
+        print(line)
+    check.raise_if_failed()
 
 
 if __name__ == '__main__':

@@ -15,8 +15,8 @@ import os.path as osp
 from mmengine.config import DictAction
 
 from fasternet_mm.cli import exit_on_user_error, load_config
-from fasternet_mm.end_to_end import evaluate
 from fasternet_mm.errors import MissingFileError, PreflightError
+from fasternet_mm.export import evaluate
 
 
 def load_reader():

@@ -11,8 +11,7 @@ from mmengine.logging import print_log
 from torch import nn
 
 from ..deploy import switch_to_deploy
-from ..end_to_end import end_to_end_graph, export_end_to_end
-from ..export import trace_to_onnx
+from ..export import end_to_end_graph, export_end_to_end, trace_to_onnx
 from ..model_utils import build_model, dummy_sample
 from ..testing import randomize_norms
 from .detector import keep_all_boxes

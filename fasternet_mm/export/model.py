@@ -1,4 +1,5 @@
-"""ONNX export of deployed FasterNet models, checked with onnxruntime.
+"""ONNX export of deployed FasterNet models as they are, without their
+post-processing.
 
 :func:`export_onnx` exports a backbone. :func:`build_deploy_model` and
 :func:`export_model_onnx` export a whole mmdet detector or mmseg segmentor
@@ -7,22 +8,24 @@ the head's maps before any decoding or NMS for a single-stage detector, the
 logits for a segmentor. The input is the image as the model's data
 preprocessor hands it on: normalised, channels in the model's order, padded.
 
-A two-stage detector's tensor mode runs the RPN's proposal step, which
-cannot be exported without mmdeploy (see :class:`ExportError`); its
-``part='rpn'`` exports everything before that step. Whole detectors and
-segmentors with their post-processing: :mod:`fasternet_mm.end_to_end`.
+A two-stage detector's raw outputs come after the RPN's proposals and
+their NMS, which do not export without mmdeploy; its ``part='rpn'``
+exports everything before that step. Whole detectors (two-stage ones
+included) and segmentors with their post-processing export end to end:
+:func:`~fasternet_mm.export.end_to_end_graph`.
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
-from .checkpoint import read_checkpoint, unwrap_state_dict
-from .checkpoint.layouts import naming_the_file
-from .deploy import switch_to_deploy
-from .errors import CheckpointError, ExportError
-from .model_utils import build_model
-from .testing import relative_error
+from ..checkpoint import read_checkpoint, unwrap_state_dict
+from ..checkpoint.layouts import naming_the_file
+from ..deploy import switch_to_deploy
+from ..errors import CheckpointError, ExportError
+from ..model_utils import build_model
+from ..models import FasterNet
+from .check import ExportCheck, check_outputs, flatten_outputs, other_size
 
 PARTS = ('model', 'rpn')
 
@@ -92,24 +95,6 @@ def build_deploy_model(cfg, checkpoint: Optional[str] = None) -> nn.Module:
     return switch_to_deploy(model)
 
 
-def _flatten(name: str, outputs) -> List[Tuple[str, torch.Tensor]]:
-    """``(name, tensor)`` pairs of nested tuples, lists and dicts; a
-    position or key extends the name: ``output_1_0``, ``rpn_cls_score_2``."""
-    if isinstance(outputs, torch.Tensor):
-        return [(name, outputs)]
-    if isinstance(outputs, dict):
-        items = outputs.items()
-    elif isinstance(outputs, (list, tuple)):
-        items = enumerate(outputs)
-    else:
-        raise TypeError(f'{name}: cannot export a {type(outputs).__name__} '
-                        f'output; only tensors in tuples, lists and dicts')
-    return [
-        pair for key, value in items
-        for pair in _flatten(f'{name}_{key}', value)
-    ]
-
-
 class TensorOutputs(nn.Module):
     """A detector or segmentor as a module from one image tensor to a flat
     tuple of tensors, which is what ``torch.onnx.export`` takes.
@@ -134,7 +119,7 @@ class TensorOutputs(nn.Module):
         if part == 'rpn' and not has_rpn:
             raise ExportError(f"part='rpn' needs a detector with an RPN "
                               f"head; {kind} has none: export part='model'")
-        if part == 'model' and _is_two_stage(model):
+        if part == 'model' and is_two_stage(model):
             # Without mmdeploy, mmdet 3.3's ONNX box decoding imports the
             # removed mmdet.core, and mmcv 2.1's NMSop has no ONNX symbolic:
             # the tracer records its kernel's sort and drops the NMS.
@@ -160,19 +145,20 @@ class TensorOutputs(nn.Module):
     def named_outputs(self, image: torch.Tensor):
         """The outputs for ``image``, as ``(name, tensor)`` pairs."""
         if self.part == 'model':
-            return _flatten('output', self.model(image, mode='tensor'))
+            return flatten_outputs('output', self.model(image, mode='tensor'))
         features = self.backbone(image)
         if self.neck is not None:
             features = self.neck(features)
         scores, deltas = self.rpn_head(features)
-        return _flatten('feature', features) + _flatten(
-            'rpn_cls_score', scores) + _flatten('rpn_bbox_pred', deltas)
+        return flatten_outputs('feature', features) + flatten_outputs(
+            'rpn_cls_score', scores) + flatten_outputs('rpn_bbox_pred', deltas)
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         return tuple(tensor for _, tensor in self.named_outputs(image))
 
 
-def _is_two_stage(model: nn.Module) -> bool:
+def is_two_stage(model: nn.Module) -> bool:
+    """Whether ``model`` is an mmdet two-stage detector."""
     try:
         from mmdet.models.detectors import TwoStageDetector
     except ImportError:  # mmseg only
@@ -180,7 +166,8 @@ def _is_two_stage(model: nn.Module) -> bool:
     return isinstance(model, TwoStageDetector)
 
 
-def _is_segmentor(model: nn.Module) -> bool:
+def is_segmentor(model: nn.Module) -> bool:
+    """Whether ``model`` is an mmseg segmentor."""
     try:
         from mmseg.models.segmentors import BaseSegmentor
     except ImportError:  # mmdet only
@@ -195,10 +182,11 @@ def export_model_onnx(model: TensorOutputs,
                       dynamic: bool = False):
     """Export ``model`` to ``path``. Returns a new random image, not the
     traced one, and the PyTorch outputs for it, so that checking them
-    catches values the trace froze; with ``dynamic``, the image is 32 px
-    taller and 64 px wider than ``shape``, which catches frozen sizes. A
+    catches values the trace froze; with ``dynamic``, the image is of
+    :func:`~fasternet_mm.export.check.other_size` (larger), which catches
+    frozen sizes. A
     segmentor with ``dynamic`` is refused (:class:`ExportError`)."""
-    if dynamic and model.part == 'model' and _is_segmentor(model.model):
+    if dynamic and model.part == 'model' and is_segmentor(model.model):
         # Checked with onnxruntime on mmseg 1.2: the file is wrong at any
         # size but the traced one.
         raise ExportError(
@@ -216,26 +204,44 @@ def export_model_onnx(model: TensorOutputs,
                 axes[name] = {0: 'batch'}
                 if tensor.dim() == 4:
                     axes[name].update({2: f'{name}_h', 3: f'{name}_w'})
-            shape = (shape[0] + 32, shape[1] + 64)
+            shape = other_size(shape)
         trace_to_onnx(model, example, path, [name for name, _ in named],
                       axes, opset)
         image = torch.rand(1, 3, *shape)
         return image, model(image)
 
 
-def check_with_onnxruntime(path, image, outputs):
-    """Largest relative difference between onnxruntime and PyTorch over all
-    ``outputs`` (tensors, possibly nested in tuples, lists and dicts, in the
-    order of the ONNX outputs); inf if their number or shapes differ."""
-    import onnxruntime
-    runtime = onnxruntime.InferenceSession(
-        path, providers=['CPUExecutionProvider'])
-    results = [
-        torch.from_numpy(result)
-        for result in runtime.run(None, {'image': image.numpy()})
-    ]
-    expected = [tensor for _, tensor in _flatten('output', outputs)]
-    if len(results) != len(expected) or any(
-            r.shape != e.shape for r, e in zip(results, expected)):
-        return float('inf')
-    return relative_error(results, expected)
+def export_and_check_backbone(arch: str,
+                              path: str,
+                              shape: Sequence[int],
+                              checkpoint: Optional[str] = None,
+                              opset: int = 17,
+                              dynamic: bool = False) -> ExportCheck:
+    """Export the deployed FasterNet of ``arch`` with the backbone weights
+    of ``checkpoint`` (any supported layout; random ones without it) to
+    ``path``, traced at ``shape`` (H, W), and check the file
+    (:func:`~fasternet_mm.export.check.check_outputs`)."""
+    init_cfg = dict(type='Pretrained', checkpoint=checkpoint) \
+        if checkpoint else None
+    model = FasterNet(arch=arch, init_cfg=init_cfg)
+    model.init_weights()
+    model.switch_to_deploy()
+    image, outputs = export_onnx(model, path, shape, opset, dynamic)
+    return check_outputs(path, model, image, outputs, shape)
+
+
+def export_and_check_model(cfg,
+                           path: str,
+                           shape: Sequence[int],
+                           checkpoint: Optional[str] = None,
+                           part: str = 'model',
+                           opset: int = 17,
+                           dynamic: bool = False) -> ExportCheck:
+    """Export the raw outputs of ``part`` of the model of ``cfg``
+    (:class:`TensorOutputs`), with the weights of ``checkpoint`` (random
+    ones without it), to ``path``, traced at ``shape`` (H, W), and check
+    the file (:func:`~fasternet_mm.export.check.check_outputs`; with
+    ``dynamic``, at another size)."""
+    model = TensorOutputs(build_deploy_model(cfg, checkpoint), part)
+    image, outputs = export_model_onnx(model, path, shape, opset, dynamic)
+    return check_outputs(path, model, image, outputs, shape)
