@@ -120,8 +120,9 @@ def detector_section(report: dict,
         })
     print_log('\n== Mask R-CNN predict, 800x1216, random weights, top 100 '
               'boxes to the mask head ==\n_deploy: switch_to_deploy (BN '
-              'folded, GatherRoIAlign); _bf16: backbone, neck and heads '
-              'under bf16 autocast')
+              'folded, GatherRoIAlign)' +
+              ('; _bf16: backbone, neck and heads under bf16 autocast'
+               if bf16 else ''))
     for name, value in seconds.items():
         print_log(f'{name:22s} {value * 1e3:9.1f} ms   / resnet50 fp32 = '
                   f'{value / base:.2f}')
