@@ -3,8 +3,11 @@ neck and heads under bf16 (or fp16) autocast, while the heads' predictor
 layers, RoIAlign, NMS and the other post-processing stay in fp32;
 ``use_fp32`` undoes it. Forward hooks do the work, so state-dict keys never
 change. ``configure_amp(cfg)`` picks a training config's mixed precision by
-device (``tools/train.py --amp``).
+device (``tools/train.py --amp``). On a CPU without native bf16 both refuse
+bf16 (:func:`native_bf16` decides): emulated, it runs about 10x slower than
+fp32.
 """
+import os
 import re
 from typing import List, Optional, Sequence
 
@@ -17,6 +20,46 @@ from .errors import PreflightError
 
 # Where MMEngine's AmpOptimWrapper (fp16 with a loss scaler) runs.
 AMP_OPTIM_WRAPPER_DEVICES = ('cuda', 'npu', 'mlu', 'musa')
+
+# Set to 1, it lets the tools run bf16 on a CPU that only emulates it, as
+# allow_emulated=True lets use_low_precision: for numerics, not for speed.
+ALLOW_EMULATED_BF16 = 'FASTERNET_MM_ALLOW_EMULATED_BF16'
+
+# oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) below its bf16 kernels:
+# under them oneDNN emulates bf16 whatever the CPU has.
+_ISA_WITHOUT_BF16 = ('SSE41', 'AVX', 'AVX2', 'AVX2_VNNI', 'AVX2_VNNI_2',
+                     'AVX512_CORE', 'AVX512_CORE_VNNI')
+
+
+def native_bf16(device: str = 'cpu') -> bool:
+    """Whether bf16 runs natively on ``device``: on a CPU, only with
+    AVX512-BF16 or AMX that oneDNN may use; elsewhere (CUDA, NPU, ...) the
+    device's own bf16 is taken as native."""
+    if device != 'cpu':
+        return True
+    cap = (os.environ.get('ONEDNN_MAX_CPU_ISA')
+           or os.environ.get('DNNL_MAX_CPU_ISA') or '').upper()
+    if cap in _ISA_WITHOUT_BF16:
+        return False
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def check_native_bf16(device: str, allow_emulated: bool = False) -> None:
+    """Refuse bf16 on ``device`` where it is emulated (see
+    :func:`native_bf16`), unless ``allow_emulated`` or the
+    ``FASTERNET_MM_ALLOW_EMULATED_BF16=1`` environment variable says to.
+
+    Raises:
+        PreflightError: In one line, naming the reason and the ways on.
+    """
+    if allow_emulated or os.environ.get(ALLOW_EMULATED_BF16) == '1' or \
+            native_bf16(device):
+        return
+    raise PreflightError(
+        'bf16 refused: this CPU has no native bf16 (AVX512-BF16 or AMX), '
+        'and emulated bf16 runs about 10x slower than fp32; run in fp32, '
+        'or, to test bf16 numerics, pass allow_emulated=True to '
+        f'use_low_precision (for the tools: {ALLOW_EMULATED_BF16}=1)')
 
 
 def _to_float(outputs):
@@ -122,8 +165,8 @@ def low_precision_parts(model: nn.Module) -> List[str]:
 def use_low_precision(model: nn.Module,
                       parts: Optional[Sequence[str]] = None,
                       dtype: torch.dtype = torch.bfloat16,
-                      fp32_layers: Optional[Sequence[str]] = None
-                      ) -> List[str]:
+                      fp32_layers: Optional[Sequence[str]] = None,
+                      allow_emulated: bool = False) -> List[str]:
     """Run parts of ``model`` under autocast to ``dtype``, in place; each
     part hands fp32 outputs on, so RoIAlign, NMS and the other
     post-processing stay in fp32.
@@ -136,14 +179,25 @@ def use_low_precision(model: nn.Module,
             ``torch.float16`` (GPU).
         fp32_layers (Sequence[str], optional): Submodules inside the parts
             that stay fp32. Defaults to :func:`predictor_layers`.
+        allow_emulated (bool): Run bf16 on a CPU without native bf16,
+            where it is about 10x slower than fp32: for numerics tests.
+            Defaults to False, which refuses it.
 
     Returns:
         list[str]: The parts that now run in low precision. Calling
         :func:`use_fp32` undoes it.
+
+    Raises:
+        PreflightError: For bf16 on a CPU without native bf16, unless
+            ``allow_emulated``.
     """
     if dtype not in (torch.bfloat16, torch.float16):
         raise ValueError(f'dtype must be torch.bfloat16 or torch.float16, '
                          f'got {dtype}')
+    if dtype == torch.bfloat16:
+        param = next(model.parameters(), None)
+        check_native_bf16(param.device.type if param is not None else 'cpu',
+                          allow_emulated)
     parts = low_precision_parts(model) if parts is None else list(parts)
     if fp32_layers is None:
         fp32_layers = predictor_layers(model, parts)
@@ -182,7 +236,7 @@ def configure_amp(cfg: Config) -> None:
     if device in AMP_OPTIM_WRAPPER_DEVICES:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
-    elif device == 'cpu' and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    elif device == 'cpu' and native_bf16(device):
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='fasternet_mm.Bf16TrainingHook')
         ]

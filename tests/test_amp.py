@@ -84,9 +84,12 @@ def test_amp_where_the_device_cannot_is_one_line(monkeypatch, capsys, device,
     assert len(err.strip().splitlines()) == 1
 
 
-def test_bf16_training_hook_validates_in_fp32():
+def test_bf16_training_hook_validates_in_fp32(monkeypatch):
     """Training runs under bf16 autocast; validation inside it in fp32,
     with no precision hook left; training then goes back to bf16."""
+    # The hook runs where configure_amp found native bf16.
+    monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
+                        lambda: True)
     model = torch.nn.ModuleDict(
         dict(backbone=torch.nn.Sequential(torch.nn.Linear(4, 4))))
     dtypes = []

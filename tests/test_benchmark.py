@@ -41,7 +41,7 @@ def test_timm_peer_has_the_same_weights():
 
 def test_bf16_backbone_hands_on_fp32():
     _, ours = timm_peer('t0')
-    use_low_precision(ours, [""])
+    use_low_precision(ours, [""], allow_emulated=True)
     outputs = ours(torch.rand(1, 3, 64, 64))
     assert all(o.dtype == torch.float32 for o in outputs)
 
@@ -196,3 +196,74 @@ def test_shape_flag_and_its_old_name_shapes():
                       '--shape'):
         args = benchmark.parse_args(['--shapes', '64x96,97x131'])
     assert args.shape == ['64x96', '97x131']
+
+
+def test_cpu_features_read_the_flags(tmp_path, monkeypatch):
+    from fasternet_mm.benchmark import cpu_features, describe_cpu
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f '
+                       'avx_vnni amx_tile amx_bf16\n')
+    monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
+                        lambda: False)
+    features = cpu_features(str(cpuinfo))
+    assert {k: v for k, v in features.items() if k != 'torch_capability'
+            } == dict(avx2=True, avx512=True, vnni=True, amx=True,
+                      avx512_bf16=False, native_bf16=False)
+    assert features['torch_capability'] == \
+        torch.backends.cpu.get_cpu_capability()
+    assert describe_cpu(features).startswith(
+        'CPU: AVX2 yes, AVX-512 yes, VNNI yes, AMX yes, avx512_bf16 no; '
+        'torch capability ')
+    unknown = cpu_features(str(tmp_path / 'absent'))
+    assert unknown['avx2'] is None and 'AVX2 unknown' in describe_cpu(
+        unknown)
+
+
+def test_without_native_bf16_the_benchmark_skips_bf16_and_says_why(
+        monkeypatch, tmp_path, capsys):
+    benchmark = load_tool('benchmark')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
+                        lambda: False)
+    asked = {}
+
+    def section(name):
+
+        def run(report, *args):
+            asked[name] = args[-1]
+            report.setdefault('gemm_gflops_per_s', dict(fp32=1.0))
+
+        return run
+
+    monkeypatch.setattr(benchmark, 'gemm_section', section('gemm'))
+    monkeypatch.setattr(benchmark, 'backbone_section', section('backbone'))
+    monkeypatch.setattr(benchmark, 'detector_section', section('detector'))
+    monkeypatch.setattr(benchmark, 'train_section', section('train'))
+    monkeypatch.setattr(benchmark, 'amp_train_section', section('amp'))
+    monkeypatch.setattr(benchmark, 'plot_latency_vs_params',
+                        lambda report, path: None)
+    benchmark.main(['--shape', '64x96', '--out', str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith('CPU: AVX2 ') and 'native bf16 no' in out[0]
+    assert out[1] == benchmark.BF16_SKIPPED
+    assert 'no native bf16' in out[1]
+    # The bf16 timing is off in every section, and --amp's step is gone.
+    assert asked == dict(gemm=False, backbone=False, detector=False,
+                         train=5)
+    report = json.loads((tmp_path / 'benchmark.json').read_text())
+    assert report['cpu']['native_bf16'] is False
+    assert set(report['cpu']) == {
+        'avx2', 'avx512', 'vnni', 'amx', 'avx512_bf16', 'native_bf16',
+        'torch_capability'
+    }
+    assert 'amp_train_step' not in report['finished']
+
+
+def test_backbone_section_without_bf16_times_fp32_alone():
+    pytest.importorskip('timm')
+    from fasternet_mm.benchmark.backbone import backbone_section
+    report = dict(backbone={})
+    backbone_section(report, 't0', (64, 96), gemm=1.0, repeats=1, bf16=False)
+    entry = report['backbone']['64x96']
+    assert set(entry['ms']) == {'ours', 'ours_deploy', 'timm', 'resnet50'}
+    assert set(entry['errors']) == {'ours_vs_timm', 'deploy_vs_timm'}

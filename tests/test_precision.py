@@ -1,13 +1,19 @@
 """Low precision by parts: use_low_precision runs chosen parts of a model
 in bf16 and hands fp32 on, keeps the predictor layers in fp32, and
-use_fp32 undoes it."""
+use_fp32 undoes it; on a CPU without native bf16 it refuses bf16 unless
+told that emulated bf16 will do (these numerics tests say so)."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
-from helpers import build, forward_once
+from helpers import REPO, build, forward_once, load_tool
 from mmengine.config import Config
 from torch import nn
 
-from fasternet_mm import use_fp32, use_low_precision
+from fasternet_mm import precision, use_fp32, use_low_precision
+from fasternet_mm.errors import PreflightError
 from fasternet_mm.precision import low_precision_parts, predictor_layers
 
 MASK_RCNN = 'configs/mask_rcnn_fasternet_t0.py'
@@ -30,10 +36,10 @@ def test_use_low_precision_again_replaces_the_earlier_parts():
             lambda module, args, output, name=name: dtypes.__setitem__(
                 name, output.dtype))
     x = torch.rand(2, 4)
-    use_low_precision(model, ['backbone', 'neck'])
+    use_low_precision(model, ['backbone', 'neck'], allow_emulated=True)
     model['neck'](model['backbone'](x))
     assert dtypes == dict(backbone=torch.bfloat16, neck=torch.bfloat16)
-    use_low_precision(model, ['backbone'])
+    use_low_precision(model, ['backbone'], allow_emulated=True)
     model['neck'](model['backbone'](x))
     assert dtypes == dict(backbone=torch.bfloat16, neck=torch.float32)
     assert not model['neck']._forward_pre_hooks
@@ -78,7 +84,7 @@ def test_use_low_precision_runs_parts_in_bf16_and_hands_on_fp32():
         lambda module, args, output: features.append(output))
     torch.manual_seed(0)
     expected = forward_once(model, 'mmdet')[0].pred_instances
-    use_low_precision(model)
+    use_low_precision(model, allow_emulated=True)
     seen.clear()
     torch.manual_seed(0)
     result = forward_once(model, 'mmdet')[0].pred_instances
@@ -116,7 +122,7 @@ def test_predictor_layers_of_detectors_and_segmentors():
 
 def test_autocast_ends_when_a_part_raises():
     model = torch.nn.ModuleDict(dict(backbone=torch.nn.Linear(4, 4)))
-    use_low_precision(model)
+    use_low_precision(model, allow_emulated=True)
     with pytest.raises(RuntimeError):
         model.backbone(torch.rand(3, 5))
     assert not torch.is_autocast_enabled('cpu')
@@ -129,13 +135,115 @@ def test_autocast_ends_when_a_part_raises():
 def test_use_low_precision_names_bad_arguments(kwargs, pattern):
     model = torch.nn.ModuleDict(dict(backbone=torch.nn.Linear(4, 4)))
     with pytest.raises(ValueError, match=pattern):
-        use_low_precision(model, **kwargs)
+        use_low_precision(model, allow_emulated=True, **kwargs)
 
 
 def test_use_fp32_removes_every_hook():
     model = torch.nn.ModuleDict(dict(fc_cls=torch.nn.Linear(4, 4)))
-    use_low_precision(model, parts=['fc_cls'], fp32_layers=['fc_cls'])
+    use_low_precision(
+        model, parts=['fc_cls'], fp32_layers=['fc_cls'], allow_emulated=True)
     assert len(model.fc_cls._forward_hooks) == 2
     use_fp32(model)
     assert not model.fc_cls._forward_hooks
     assert not model.fc_cls._forward_pre_hooks
+
+
+REFUSAL = (r'bf16 refused: this CPU has no native bf16 \(AVX512-BF16 or '
+           r'AMX\), and emulated bf16 runs about 10x slower than fp32; run '
+           r'in fp32, or, to test bf16 numerics, pass allow_emulated=True')
+
+
+def backbone_only():
+    return nn.ModuleDict(dict(backbone=nn.Sequential(nn.Linear(4, 4))))
+
+
+def without_native_bf16(monkeypatch):
+    monkeypatch.delenv(precision.ALLOW_EMULATED_BF16, raising=False)
+    monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
+                        lambda: False)
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_refused(monkeypatch):
+    without_native_bf16(monkeypatch)
+    model = backbone_only()
+    with pytest.raises(PreflightError, match=REFUSAL) as info:
+        use_low_precision(model)
+    assert '\n' not in str(info.value)
+    assert not model.backbone._forward_pre_hooks
+    # fp16 is not refused here: the refusal is about bf16 alone.
+    use_low_precision(model, dtype=torch.float16)
+
+
+@pytest.mark.skipif(
+    torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+    reason='this CPU has native bf16')
+def test_bf16_on_this_cpu_is_refused(monkeypatch):
+    monkeypatch.delenv(precision.ALLOW_EMULATED_BF16, raising=False)
+    with pytest.raises(PreflightError, match=REFUSAL):
+        use_low_precision(backbone_only())
+
+
+def test_bf16_is_refused_when_onednn_is_capped_below_bf16():
+    """Whatever the CPU: under ONEDNN_MAX_CPU_ISA=AVX2 oneDNN emulates
+    bf16, and use_low_precision refuses it."""
+    code = ('import torch\n'
+            'from fasternet_mm import use_low_precision\n'
+            'from fasternet_mm.errors import PreflightError\n'
+            'model = torch.nn.ModuleDict(\n'
+            '    dict(backbone=torch.nn.Linear(4, 4)))\n'
+            'try:\n'
+            '    use_low_precision(model)\n'
+            'except PreflightError as err:\n'
+            '    print(err)\n')
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != precision.ALLOW_EMULATED_BF16
+    }
+    env.update(ONEDNN_MAX_CPU_ISA='AVX2', PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, '-c', code],
+                            capture_output=True,
+                            text=True,
+                            env=env,
+                            cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith('bf16 refused: this CPU has no native '
+                                    'bf16'), result.stdout
+
+
+def test_emulated_bf16_when_asked_for(monkeypatch):
+    without_native_bf16(monkeypatch)
+    model = backbone_only()
+    assert use_low_precision(model, allow_emulated=True) == ['backbone']
+    assert model.backbone(torch.rand(2, 4)).dtype == torch.float32
+    use_fp32(model)
+    monkeypatch.setenv(precision.ALLOW_EMULATED_BF16, '1')
+    assert use_low_precision(model) == ['backbone']
+
+
+def test_bf16_on_a_cpu_with_native_bf16_needs_no_override(monkeypatch):
+    monkeypatch.delenv(precision.ALLOW_EMULATED_BF16, raising=False)
+    monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported',
+                        lambda: True)
+    assert precision.native_bf16('cpu')
+    model = backbone_only()
+    dtypes = []
+    model.backbone[0].register_forward_hook(
+        lambda module, args, output: dtypes.append(output.dtype))
+    assert use_low_precision(model) == ['backbone']
+    model.backbone(torch.rand(2, 4))
+    assert dtypes == [torch.bfloat16]
+
+
+def test_test_tool_amp_refuses_emulated_bf16_in_one_line(monkeypatch,
+                                                         capsys):
+    without_native_bf16(monkeypatch)
+    tool = load_tool('test')
+    with pytest.raises(SystemExit) as info:
+        # Refused before the (absent) checkpoint is looked at.
+        tool.main(['configs/mask_rcnn_fasternet_t0.py', 'absent.pth',
+                   '--amp'])
+    err = capsys.readouterr().err
+    assert info.value.code == 1, err
+    assert len(err.strip().splitlines()) == 1
+    assert 'bf16 refused: this CPU has no native bf16' in err

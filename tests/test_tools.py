@@ -9,6 +9,7 @@ from helpers import (LOSS_FALL, REPO, SHORT_DET_TRAINING, last_metrics,
 from PIL import Image
 
 from fasternet_mm.errors import MissingFileError
+from fasternet_mm.precision import ALLOW_EMULATED_BF16
 
 DET_DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
 SEG_DEMO = REPO / 'configs/demo/fpn_fasternet_t0_shapes.py'
@@ -32,9 +33,11 @@ def test_det_demo_trains_reloads_and_evaluates(shapes, tmp_path):
     metrics = last_metrics(work_dir)
     # The deploy form under use_low_precision (backbone, neck, heads) scores
     # as the training form does: at most 0.017 bbox and 0.027 segm mAP apart
-    # over the runs that set LOSS_FALL.
+    # over the runs that set LOSS_FALL. On a CPU without native bf16 that
+    # takes the override: numerics, not speed, are under test.
     result = run_tool('test.py', DET_DEMO, checkpoint, '--work-dir',
-                      tmp_path / 'deploy', '--deploy', '--amp', *options)
+                      tmp_path / 'deploy', '--deploy', '--amp', *options,
+                      env={ALLOW_EMULATED_BF16: '1'})
     assert result.returncode == 0, result.stderr[-3000:]
     bf16 = last_metrics(tmp_path / 'deploy')
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):

@@ -1,5 +1,8 @@
 """Time FasterNet against its peers in one process and print ratios.
 
+First prints the CPU's features (AVX2, AVX-512, VNNI, AMX, avx512_bf16,
+torch's capability) and writes them under ``cpu`` in the report; on a CPU
+without native bf16 the bf16 timing is skipped, with a line saying why.
 Compares, at batch 1: (a) our backbone in training form (eval mode), (b) the
 same after ``switch_to_deploy()``, (c) timm's ``fasternet_*`` with the same
 weights through ``forward_intermediates``, (d) mmdet's ResNet-50; then bf16
@@ -22,8 +25,9 @@ import os
 import os.path as osp
 
 import torch
+from mmengine.logging import print_log
 
-from fasternet_mm.benchmark import dump_report
+from fasternet_mm.benchmark import cpu_features, describe_cpu, dump_report
 from fasternet_mm.benchmark.backbone import (backbone_section, gemm_section,
                                              plot_latency_vs_params,
                                              train_section)
@@ -34,6 +38,11 @@ from fasternet_mm.benchmark.gpu import (gpu_detector_section, gpu_section,
 from fasternet_mm.benchmark.onnx import onnx_section
 from fasternet_mm.cli import add_deprecated_flag, exit_on_user_error
 from fasternet_mm.errors import PreflightError
+
+# Why a CPU without native bf16 gets no bf16 timing.
+BF16_SKIPPED = ('bf16 timing skipped: this CPU has no native bf16 '
+                '(AVX512-BF16 or AMX), and emulated bf16 runs about 10x '
+                'slower than fp32, so its figures would time the emulation')
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # The demo's Mask R-CNN, whose training step --amp speeds up.
@@ -107,9 +116,10 @@ def onnx_reader():
     return reader
 
 
-def sections(args, input_shapes):
+def sections(args, input_shapes, bf16=True):
     """The parts of a run in order, as ``(name, run(report))``: the GPU ones
-    where CUDA is available, then (unless ``--gpu-only``) the CPU ones."""
+    where CUDA is available, then (unless ``--gpu-only``) the CPU ones,
+    their bf16 timing only with ``bf16``."""
     arch, repeats = args.arch, args.repeats
     parts = []
     if torch.cuda.is_available():
@@ -123,21 +133,22 @@ def sections(args, input_shapes):
                 report, mask_rcnn_config(arch), repeats)))
     if args.gpu_only:
         return parts
-    parts.append(('gemm', lambda report: gemm_section(report, arch)))
+    parts.append(('gemm', lambda report: gemm_section(report, arch, bf16)))
     for shape in input_shapes:
         parts.append((f'backbone {shape[0]}x{shape[1]}',
                       lambda report, shape=shape: backbone_section(
                           report, arch, shape,
-                          report['gemm_gflops_per_s']['fp32'], repeats)))
+                          report['gemm_gflops_per_s']['fp32'], repeats,
+                          bf16)))
     if not args.skip_train:
         parts.append(('train_step', lambda report: train_section(
             report, arch, input_shapes[-1], repeats)))
-        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        if bf16:
             parts.append(('amp_train_step', lambda report: amp_train_section(
                 report, DEMO_CONFIG, repeats)))
     if not args.skip_detector:
         parts.append(('mask_rcnn_predict', lambda report: detector_section(
-            report, mask_rcnn_config(arch), repeats)))
+            report, mask_rcnn_config(arch), repeats, bf16)))
     return parts
 
 
@@ -146,15 +157,17 @@ def main(argv=None):
     args = parse_args(argv)
     input_shapes = [tuple(int(v) for v in s.split('x')) for s in args.shape]
     os.makedirs(args.out, exist_ok=True)
+    cpu = cpu_features()
+    print_log(describe_cpu(cpu))
     if args.onnx:
-        report = {}
+        report = dict(cpu=cpu)
         onnx_section(report, ONNX_CASES, onnx_reader().postprocess,
                      args.repeats)
         dump_report(report, osp.join(args.out, 'benchmark_onnx.json'))
         print(f'\nwrote {args.out}/benchmark_onnx.json')
         return
     if args.configs:
-        report = dict(threads=torch.get_num_threads())
+        report = dict(cpu=cpu, threads=torch.get_num_threads())
         shape = tuple(int(v) for v in args.config_shape.split('x'))
         configs_section(report, args.configs, shape, args.repeats)
         dump_report(report, osp.join(args.out, 'benchmark_configs.json'))
@@ -167,9 +180,11 @@ def main(argv=None):
     # Written after each section, so that a run cut by a time limit still
     # leaves the figures of the sections it finished.
     report = dict(
-        arch=args.arch, backbone={}, train_step={}, finished=[],
+        arch=args.arch, cpu=cpu, backbone={}, train_step={}, finished=[],
         complete=False)
-    for section, run in sections(args, input_shapes):
+    if not (args.gpu_only or cpu['native_bf16']):
+        print_log(BF16_SKIPPED)
+    for section, run in sections(args, input_shapes, cpu['native_bf16']):
         run(report)
         report['finished'].append(section)
         dump_report(report, path)

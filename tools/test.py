@@ -3,10 +3,13 @@ config; the flags follow mmdet's and mmseg's tools/test.py."""
 import argparse
 import os.path as osp
 
+from mmengine.device import get_device
+
 from fasternet_mm.checkpoint import mmengine_checkpoints
 from fasternet_mm.cli import (add_common_args, add_deprecated_flag,
                               build_runner, exit_on_user_error, load_config)
 from fasternet_mm.errors import PreflightError
+from fasternet_mm.precision import check_native_bf16
 from fasternet_mm.preflight import check_config
 
 
@@ -38,7 +41,10 @@ def parse_args(argv=None):
         choices=['all', 'backbone'],
         help='mixed precision: run the backbone, neck and heads (or, with '
         '"backbone", the backbone only) under bf16 autocast; the predictor '
-        'layers, RoIAlign, NMS and the other post-processing stay fp32')
+        'layers, RoIAlign, NMS and the other post-processing stay fp32; '
+        'refused on a CPU without native bf16 (AVX512-BF16 or AMX), where '
+        'it is about 10x slower than fp32, unless '
+        'FASTERNET_MM_ALLOW_EMULATED_BF16=1')
     add_deprecated_flag(
         parser, '--bf16', '--amp', nargs='?', const='all',
         choices=['all', 'backbone'])
@@ -80,6 +86,8 @@ def add_output(cfg, out):
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
+    if args.amp:  # before the config and checkpoint are read
+        check_native_bf16(get_device())
     cfg = load_config(args.config, args.cfg_options, args.launcher,
                       args.work_dir)
     if args.out:  # a bad --out fails before the checkpoint is read

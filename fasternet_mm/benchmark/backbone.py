@@ -15,29 +15,29 @@ from .timing import (autocast_run, gemm_gflops, interleaved_medians,
                      saved_activation_bytes)
 
 
-def gemm_section(report: dict, arch: str) -> None:
-    """The fp32 and bf16 matrix-multiply rates of this machine, and its
-    thread count, under ``report['gemm_gflops_per_s']`` and
-    ``report['threads']``."""
-    gemm = gemm_gflops(torch.float32)
-    gemm_bf16 = gemm_gflops(torch.bfloat16)
-    report.update(
-        threads=torch.get_num_threads(),
-        gemm_gflops_per_s=dict(fp32=gemm, bf16=gemm_bf16))
+def gemm_section(report: dict, arch: str, bf16: bool = True) -> None:
+    """The fp32 and (with ``bf16``) bf16 matrix-multiply rates of this
+    machine, and its thread count, under ``report['gemm_gflops_per_s']``
+    and ``report['threads']``."""
+    rates = dict(fp32=gemm_gflops(torch.float32))
+    if bf16:
+        rates['bf16'] = gemm_gflops(torch.bfloat16)
+    report.update(threads=torch.get_num_threads(), gemm_gflops_per_s=rates)
     print_log(f'FasterNet-{arch.upper()}, {torch.get_num_threads()} '
-              f'threads; GEMM: fp32 {gemm:.0f} GFLOP/s, bf16 '
-              f'{gemm_bf16:.0f} GFLOP/s')
+              f'threads; GEMM: ' +
+              ', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in rates.items()))
 
 
 def backbone_section(report: dict,
                      arch: str,
                      shape: Sequence[int],
                      gemm: float,
-                     repeats: int = 5) -> None:
-    """Latency of the backbones at ``shape``, their ratios over timm in
-    fp32 and the errors against timm, under ``report['backbone'][HxW]``;
-    ``gemm`` is the fp32 GEMM rate (GFLOP/s) the deploy form's rate is a
-    fraction of."""
+                     repeats: int = 5,
+                     bf16: bool = True) -> None:
+    """Latency of the backbones at ``shape`` (with ``bf16``, also under
+    bf16 autocast), their ratios over timm in fp32 and the errors against
+    timm, under ``report['backbone'][HxW]``; ``gemm`` is the fp32 GEMM
+    rate (GFLOP/s) the deploy form's rate is a fraction of."""
     peer, ours = timm_peer(arch)
     deployed = switch_to_deploy(copy.deepcopy(ours))
     from mmdet.models.backbones import ResNet
@@ -51,19 +51,19 @@ def backbone_section(report: dict,
         'timm': lambda: peer_run(image),
         'resnet50': lambda: resnet(image),
     }
-    cases['ours_deploy_bf16'] = autocast_run(cases['ours_deploy'])
-    cases['timm_bf16'] = autocast_run(cases['timm'])
+    if bf16:
+        cases['ours_deploy_bf16'] = autocast_run(cases['ours_deploy'])
+        cases['timm_bf16'] = autocast_run(cases['timm'])
     with torch.no_grad():
         seconds = interleaved_medians(cases, repeats)
         reference = peer_run(image)
         errors = {
-            'ours_vs_timm':
-            relative_error(ours(image), reference),
-            'deploy_vs_timm':
-            relative_error(deployed(image), reference),
-            'deploy_bf16_vs_fp32':
-            relative_error(cases['ours_deploy_bf16'](), deployed(image)),
+            'ours_vs_timm': relative_error(ours(image), reference),
+            'deploy_vs_timm': relative_error(deployed(image), reference),
         }
+        if bf16:
+            errors['deploy_bf16_vs_fp32'] = relative_error(
+                cases['ours_deploy_bf16'](), deployed(image))
     macs = count_macs(ours, image)
     achieved = 2 * macs / seconds['ours_deploy'] / 1e9
     key = f'{shape[0]}x{shape[1]}'

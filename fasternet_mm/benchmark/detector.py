@@ -68,11 +68,14 @@ def training_batch(batch, shape, boxes, device, seed=0):
     return torch.rand(batch, 3, *shape, device=device), samples
 
 
-def detector_section(report: dict, config: str, repeats: int = 5) -> None:
+def detector_section(report: dict,
+                     config: str,
+                     repeats: int = 5,
+                     bf16: bool = True) -> None:
     """Mask R-CNN predict at 800x1216, batch 1: the FasterNet detector of
     ``config`` against ResNet-50's, each as built and deployed, the
-    deployed ones also with their backbone, neck and heads under bf16
-    autocast; under ``report['mask_rcnn_predict']``."""
+    deployed ones also (with ``bf16``) with their backbone, neck and heads
+    under bf16 autocast; under ``report['mask_rcnn_predict']``."""
     shape = (800, 1216)
     sources = dict(
         fasternet=config,
@@ -101,7 +104,7 @@ def detector_section(report: dict, config: str, repeats: int = 5) -> None:
         return run
 
     cases = {name: predict(model) for name, model in models.items()}
-    for name in ('fasternet_deploy', 'resnet50_deploy'):
+    for name in ('fasternet_deploy', 'resnet50_deploy') if bf16 else ():
         cases[f'{name}_bf16'] = predict(models[name], bf16=True)
     with torch.no_grad():
         seconds = interleaved_medians(cases, max(repeats // 2, 2))
@@ -117,8 +120,9 @@ def detector_section(report: dict, config: str, repeats: int = 5) -> None:
         })
     print_log('\n== Mask R-CNN predict, 800x1216, random weights, top 100 '
               'boxes to the mask head ==\n_deploy: switch_to_deploy (BN '
-              'folded, GatherRoIAlign); _bf16: backbone, neck and heads '
-              'under bf16 autocast')
+              'folded, GatherRoIAlign)' +
+              ('; _bf16: backbone, neck and heads under bf16 autocast'
+               if bf16 else ''))
     for name, value in seconds.items():
         print_log(f'{name:22s} {value * 1e3:9.1f} ms   / resnet50 fp32 = '
                   f'{value / base:.2f}')
