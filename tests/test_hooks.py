@@ -43,5 +43,8 @@ def test_atomic_checkpoint_hook_refuses_other_mmengine(version):
 
 
 def test_atomic_checkpoint_hook_is_built_with_this_mmengine():
-    hook = HOOKS.build(dict(type='AtomicCheckpointHook', interval=1))
+    # By its scoped name, as configs give it: another test may have made
+    # mmdet the default scope.
+    hook = HOOKS.build(
+        dict(type='fasternet_mm.AtomicCheckpointHook', interval=1))
     assert isinstance(hook, atomic_checkpoint_hook.AtomicCheckpointHook)
