@@ -30,7 +30,7 @@ def reader():
 
 
 def tiny_model(path, task='detection', outputs=None, **metadata):
-    """An ONNX file with an ``image`` input, constant (empty) ``outputs``
+    """An ONNX file with the inputs of ``task``, constant (empty) ``outputs``
     and the reader's metadata for ``task``, overridden by ``metadata``
     (JSON values; bytes are written as they are)."""
     import onnx
@@ -48,7 +48,13 @@ def tiny_model(path, task='detection', outputs=None, **metadata):
     graph = helper.make_graph(
         nodes, 'tiny', [
             helper.make_tensor_value_info('image', TensorProto.FLOAT,
-                                          [1, 3, 'height', 'width'])
+                                          [1, 3, 'height', 'width']),
+            helper.make_tensor_value_info('image_size', TensorProto.INT64,
+                                          [2]),
+            helper.make_tensor_value_info(
+                'ori_size' if task == 'semantic' else 'scale_factor',
+                TensorProto.INT64 if task == 'semantic' else
+                TensorProto.FLOAT, [2])
         ], [
             helper.make_tensor_value_info(name, kind, shape)
             for name, (kind, shape) in outputs.items()
@@ -56,7 +62,7 @@ def tiny_model(path, task='detection', outputs=None, **metadata):
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid('', 17)])
     model.ir_version = 8
-    values = dict(format=1, task=task, preprocess=PREPROCESS, classes=['a'])
+    values = dict(format=2, task=task, preprocess=PREPROCESS, classes=['a'])
     values.update(metadata)
     for key, value in values.items():
         model.metadata_props.add(

@@ -47,6 +47,11 @@ TASK_OUTPUTS = dict(
     detection=('boxes', 'scores', 'labels'),
     instance=('boxes', 'scores', 'labels', 'masks'),
     semantic=('label_map', ))
+# The graph's inputs by task (graph_inputs gives each of them).
+TASK_INPUTS = dict(
+    detection=('image', 'image_size', 'scale_factor'),
+    instance=('image', 'image_size', 'scale_factor'),
+    semantic=('image', 'image_size', 'ori_size'))
 PREPROCESS_FIELDS = ('bgr_to_rgb', 'mean', 'std', 'size_divisor',
                      'pad_value')
 
@@ -99,11 +104,12 @@ def check_metadata(path: str, metadata: Dict, inputs: List[str],
         raise ReaderError(f'{path}: metadata task {task!r}, this reader '
                           f'knows {sorted(TASK_OUTPUTS)}')
     missing = [name for name in TASK_OUTPUTS[task] if name not in outputs]
-    if 'image' not in inputs or missing:
+    if sorted(inputs) != sorted(TASK_INPUTS[task]) or missing:
         raise ReaderError(
-            f'{path}: its metadata says {task!r}, whose graph has an input '
-            f'image and the outputs {list(TASK_OUTPUTS[task])}; this graph '
-            f'has the inputs {inputs} and the outputs {outputs}')
+            f'{path}: its metadata says {task!r}, whose graph has the inputs '
+            f'{list(TASK_INPUTS[task])} and the outputs '
+            f'{list(TASK_OUTPUTS[task])}; this graph has the inputs '
+            f'{inputs} and the outputs {outputs}')
     spec = metadata['preprocess']
     if not isinstance(spec, dict) or any(field not in spec
                                          for field in PREPROCESS_FIELDS):
