@@ -60,8 +60,12 @@ def test_gather_roi_align_matches_mmcv_cuda_kernel(output_size,
         (out * upstream).sum().backward()
         outputs.append(out.detach())
         grads.append(x.grad)
+    # The gather computes each sample point's coordinates in another order
+    # than mmcv's kernel: at coordinates up to 70 (fp32 step 8e-6) the maps
+    # differ by up to 1.6e-5 on an H200 (unit-variance features), and a
+    # misplaced sample (aligned's half pixel) by about 0.1.
     for out, grad in zip(outputs[1:], grads[1:]):
-        torch.testing.assert_close(out, outputs[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out, outputs[0], rtol=1e-5, atol=5e-5)
         torch.testing.assert_close(grad, grads[0], rtol=1e-4, atol=1e-4)
 
 

@@ -180,3 +180,20 @@ def test_strip_wheel_leaves_a_wheel_it_cannot_repack(debug_wheel):
     assert 'warning: could not strip' in printed
     assert debug_wheel.read_bytes() == before
     assert list(debug_wheel.parent.iterdir()) == [debug_wheel]
+
+
+def test_download_sdist_holds_the_build_environments_setuptools_below_81(
+        tmp_path):
+    """mmcv's setup.py imports pkg_resources, which setuptools 81 removed;
+    pip prepares an sdist's metadata in an isolated environment with the
+    newest setuptools even to download it, unless a constraint holds it."""
+    fake = tmp_path / 'python'
+    fake.write_text('#!/usr/bin/env bash\n'
+                    'echo "args: $*"\n'
+                    'echo "constraint: $(cat "$PIP_CONSTRAINT")"\n')
+    fake.chmod(0o755)
+    out = shell('download_sdist "$1" "$2" 2.1.0 --no-index', fake,
+                tmp_path / 'src').stdout
+    assert 'constraint: setuptools<81' in out
+    assert ('download --no-deps --no-binary :all: --no-cache-dir --no-index '
+            f'-d {tmp_path / "src"} mmcv==2.1.0') in out

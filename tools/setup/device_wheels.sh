@@ -29,6 +29,8 @@ PURE=(
 # With compiled parts: wheels for the device's Python and platform.
 COMPILED=(pycocotools==2.0.11 shapely==2.2.0 zlib-ng==1.1.0 wcwidth==0.9.4)
 
+# download_sdist (its log is replaced below)
+source "$(dirname "$0")/mmcv_wheel.sh"
 log() { printf '[device_wheels] %s\n' "$*"; }
 # This machine's pip config names local indexes that may be absent; their
 # warnings are noise.
@@ -47,7 +49,7 @@ log "downloading ${#PURE[@]} pure-Python and ${#COMPILED[@]} compiled wheels for
 pip_quiet download --no-deps --only-binary=:all: --implementation cp \
     --python-version "$DEVICE_PYTHON" "${platforms[@]}" \
     -d "$dir" "${PURE[@]}" "${COMPILED[@]}"
-pip_quiet download --no-deps --no-binary :all: -d "$dir" "mmcv==$MMCV_VERSION"
+download_sdist "$PYTHON" "$dir" "$MMCV_VERSION"
 
 total=$(du -cb "$dir"/* | tail -n 1 | cut -f 1)
 mib=$(awk -v b="$total" 'BEGIN { printf "%.1f", b / 1048576 }')

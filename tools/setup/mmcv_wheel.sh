@@ -47,6 +47,25 @@ build_wheel() {
     return "${PIPESTATUS[0]}"
 }
 
+# Downloads mmcv's sdist (version $3) into directory $2 with Python $1's pip;
+# more pip arguments may follow.  pip prepares an sdist's metadata even to
+# download it, in an isolated build environment with the newest setuptools,
+# and mmcv's setup.py imports pkg_resources, which setuptools 81 removed: a
+# constraint file holds that environment's setuptools below 81.
+download_sdist() {
+    local py=$1 dest=$2 version=$3 constraint status
+    shift 3
+    constraint=$(mktemp)
+    printf 'setuptools<81\n' > "$constraint"
+    PIP_CONSTRAINT=$constraint "$py" -m pip --disable-pip-version-check -q \
+        download --no-deps --no-binary :all: --no-cache-dir "$@" \
+        -d "$dest" "mmcv==$version" 2>&1 |
+        { grep -v 'is ignored: it is neither' || true; }
+    status=${PIPESTATUS[0]}
+    rm -f "$constraint"
+    return "$status"
+}
+
 # Size of file $1 in MiB, to one decimal.
 mib() {
     awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.1f", b / 1048576 }'

@@ -42,7 +42,7 @@ BARE_STACK=(
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
-# log, die, build_wheel, strip_wheel
+# log, die, build_wheel, download_sdist, strip_wheel
 source tools/setup/mmcv_wheel.sh
 
 if [[ -n $WHEELHOUSE ]]; then
@@ -211,8 +211,8 @@ else
             [[ -f $sdist ]] || die "no mmcv-$MMCV_VERSION.tar.gz in $WHEELHOUSE (tools/setup/device_wheels.sh puts it there)"
             cp "$sdist" "$src/"
         else
-            "${pip[@]}" download --no-deps --no-binary :all: --no-cache-dir \
-                -d "$src" "mmcv==$MMCV_VERSION"
+            download_sdist "$py" "$src" "$MMCV_VERSION" ||
+                die "could not download mmcv $MMCV_VERSION's source"
         fi
         tar -xzf "$src"/mmcv-"$MMCV_VERSION".tar.gz -C "$src"
         # torch >= 2.10 headers need C++20; mmcv pins -std=c++17.
