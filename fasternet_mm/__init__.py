@@ -15,7 +15,7 @@ from .hooks import InferenceFormHook, RandomStateHook
 from .models import (FasterNet, FasterNetBlock, FasterNetCSPLayer,
                      FasterNetPAFPN, PartialConv, PConvNeXtBlock)
 from .ops import GatherRoIAlign
-from .precision import use_fp32, use_low_precision
+from .precision import use_amp, use_fp32, use_low_precision
 from .registry import (register_all_modules, register_conv_layers,
                        register_downstream, register_roi_layers)
 from .version import __version__
@@ -28,6 +28,6 @@ __all__ = [
     'RandomStateHook',
     'allow_mmengine_checkpoints', 'mmengine_checkpoints',
     'register_all_modules', 'register_conv_layers', 'register_downstream',
-    'register_roi_layers', 'switch_to_deploy', 'use_fp32', 'use_low_precision',
-    '__version__'
+    'register_roi_layers', 'switch_to_deploy', 'use_amp', 'use_fp32',
+    'use_low_precision', '__version__'
 ]

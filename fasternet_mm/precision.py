@@ -1,4 +1,4 @@
-"""Mixed precision by parts: ``use_low_precision(model)`` runs the backbone,
+"""Mixed precision (amp) by parts: ``use_amp(model)`` runs the backbone,
 neck and heads under bf16 (or fp16) autocast, while the heads' predictor
 layers, RoIAlign, NMS and the other post-processing stay in fp32;
 ``use_fp32`` undoes it. Forward hooks do the work, so state-dict keys never
@@ -16,13 +16,14 @@ from mmengine.config import Config
 from mmengine.device import get_device
 from torch import nn
 
+from .deprecation import deprecated_name
 from .errors import PreflightError
 
 # Where MMEngine's AmpOptimWrapper (fp16 with a loss scaler) runs.
 AMP_OPTIM_WRAPPER_DEVICES = ('cuda', 'npu', 'mlu', 'musa')
 
 # Set to 1, it lets the tools run bf16 on a CPU that only emulates it, as
-# allow_emulated=True lets use_low_precision: for numerics, not for speed.
+# allow_emulated=True lets use_amp: for numerics, not for speed.
 ALLOW_EMULATED_BF16 = 'FASTERNET_MM_ALLOW_EMULATED_BF16'
 
 # oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) below its bf16 kernels:
@@ -59,7 +60,7 @@ def check_native_bf16(device: str, allow_emulated: bool = False) -> None:
         'bf16 refused: this CPU has no native bf16 (AVX512-BF16 or AMX), '
         'and emulated bf16 runs about 10x slower than fp32; run in fp32, '
         'or, to test bf16 numerics, pass allow_emulated=True to '
-        f'use_low_precision (for the tools: {ALLOW_EMULATED_BF16}=1)')
+        f'use_amp (for the tools: {ALLOW_EMULATED_BF16}=1)')
 
 
 def _to_float(outputs):
@@ -116,7 +117,7 @@ _PREDICTOR = re.compile(r'(^|_)(cls|reg|logits|seg|centerness|obj)$')
 def predictor_layers(model: nn.Module, parts: Sequence[str]) -> List[str]:
     """The convs and linears inside ``parts`` that make a head's
     predictions (by mmdet's and mmseg's naming, a list of them counting as
-    its members). :func:`use_low_precision` keeps them in fp32: they are a
+    its members). :func:`use_amp` keeps them in fp32: they are a
     sliver of the work, and in bf16 they cost box AP (demo: 0.690 against
     0.696)."""
     names = dict(model.named_modules())
@@ -135,9 +136,9 @@ def predictor_layers(model: nn.Module, parts: Sequence[str]) -> List[str]:
     return layers
 
 
-def low_precision_parts(model: nn.Module) -> List[str]:
-    """The parts of a detector or segmentor that :func:`use_low_precision`
-    runs in low precision by default: the backbone, the neck and every
+def amp_parts(model: nn.Module) -> List[str]:
+    """The parts of a detector or segmentor that :func:`use_amp` runs in
+    low precision by default: the backbone, the neck and every
     innermost ``*_head`` (a list of heads counts as its members), never the
     RoI extractors or the post-processing."""
     names = dict(model.named_modules())
@@ -162,11 +163,11 @@ def low_precision_parts(model: nn.Module) -> List[str]:
     return parts
 
 
-def use_low_precision(model: nn.Module,
-                      parts: Optional[Sequence[str]] = None,
-                      dtype: torch.dtype = torch.bfloat16,
-                      fp32_layers: Optional[Sequence[str]] = None,
-                      allow_emulated: bool = False) -> List[str]:
+def use_amp(model: nn.Module,
+            parts: Optional[Sequence[str]] = None,
+            dtype: torch.dtype = torch.bfloat16,
+            fp32_layers: Optional[Sequence[str]] = None,
+            allow_emulated: bool = False) -> List[str]:
     """Run parts of ``model`` under autocast to ``dtype``, in place; each
     part hands fp32 outputs on, so RoIAlign, NMS and the other
     post-processing stay in fp32.
@@ -174,7 +175,7 @@ def use_low_precision(model: nn.Module,
     Args:
         model (nn.Module): A detector, segmentor or backbone.
         parts (Sequence[str], optional): Dotted submodule names; ``''`` is
-            the model itself. Defaults to :func:`low_precision_parts`.
+            the model itself. Defaults to :func:`amp_parts`.
         dtype (torch.dtype): ``torch.bfloat16`` (CPU or GPU) or
             ``torch.float16`` (GPU).
         fp32_layers (Sequence[str], optional): Submodules inside the parts
@@ -198,7 +199,7 @@ def use_low_precision(model: nn.Module,
         param = next(model.parameters(), None)
         check_native_bf16(param.device.type if param is not None else 'cpu',
                           allow_emulated)
-    parts = low_precision_parts(model) if parts is None else list(parts)
+    parts = amp_parts(model) if parts is None else list(parts)
     if fp32_layers is None:
         fp32_layers = predictor_layers(model, parts)
     modules = dict(model.named_modules())
@@ -215,7 +216,7 @@ def use_low_precision(model: nn.Module,
 
 
 def use_fp32(model: nn.Module) -> nn.Module:
-    """Undo :func:`use_low_precision`."""
+    """Undo :func:`use_amp`."""
     for module in model.modules():
         for handle in module.__dict__.pop('_fasternet_precision', ()):
             handle.remove()
@@ -226,7 +227,7 @@ def configure_amp(cfg: Config) -> None:
     """Mixed-precision training for ``cfg``, in place, by the device it
     will train on: MMEngine's fp16 ``AmpOptimWrapper`` with a dynamic loss
     scale where it runs (CUDA, NPU, MLU, MUSA), bf16 autocast by parts
-    (``Bf16TrainingHook``, :func:`use_low_precision`) on a CPU with native
+    (``AmpTrainingHook``, :func:`use_amp`) on a CPU with native
     bf16.
 
     Raises:
@@ -238,10 +239,22 @@ def configure_amp(cfg: Config) -> None:
         cfg.optim_wrapper.loss_scale = 'dynamic'
     elif device == 'cpu' and native_bf16(device):
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='fasternet_mm.Bf16TrainingHook')
+            dict(type='fasternet_mm.AmpTrainingHook')
         ]
     else:
         what = 'this CPU has no native bf16 (AVX512-BF16 or AMX)' \
             if device == 'cpu' else f'MMEngine has no mixed precision on ' \
             f'{device!r}'
         raise PreflightError(f'--amp: {what}; train without --amp')
+
+
+def use_low_precision(*args, **kwargs) -> List[str]:
+    """Deprecated name of :func:`use_amp`."""
+    deprecated_name('use_low_precision', 'use_amp')
+    return use_amp(*args, **kwargs)
+
+
+def low_precision_parts(model: nn.Module) -> List[str]:
+    """Deprecated name of :func:`amp_parts`."""
+    deprecated_name('low_precision_parts', 'amp_parts')
+    return amp_parts(model)

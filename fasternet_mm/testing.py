@@ -1,7 +1,8 @@
 """Fixtures of the tests and the benchmark: BatchNorms that show a wrong
 mapping, timm's FasterNet with our weights beside it, how far two sets of
 outputs differ (:func:`fasternet_mm.export.relative_error`, whose checks
-use it too) and how two detection results match."""
+use it too), mmdet's own detections as arrays and how two detection
+results match."""
 from typing import Callable, Tuple
 
 import torch
@@ -61,6 +62,23 @@ def box_iou(a, b):
     area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
     area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
     return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
+
+
+def mmdet_detections(model: nn.Module, image: str) -> dict:
+    """mmdet's own ``inference_detector`` on the image file ``image`` (the
+    test pipeline of ``model.cfg``, the data preprocessor and
+    ``predict(rescale=True)``), as the arrays :func:`match_detections`
+    takes: ``boxes``, ``scores``, ``labels`` and, where the model predicts
+    them, ``masks`` (bool)."""
+    from mmdet.apis import inference_detector
+    instances = inference_detector(model, str(image)).pred_instances
+    result = dict(
+        boxes=instances.bboxes.numpy(),
+        scores=instances.scores.numpy(),
+        labels=instances.labels.numpy())
+    if 'masks' in instances:
+        result['masks'] = instances.masks.numpy().astype(bool)
+    return result
 
 
 def match_detections(ours: dict, reference: dict) -> dict:

@@ -1,5 +1,6 @@
 """Code shared by the tests: the repository root, tiny architectures, tool
 loaders and runners, model builders. Fixtures are in conftest.py."""
+import copy
 import importlib.util
 import json
 import os
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import torch
+from mmengine.config import Config
 
 from fasternet_mm.model_utils import build_model, dummy_sample
 from fasternet_mm.testing import randomize_norms  # noqa: F401
@@ -131,3 +133,42 @@ def record_stage_formats(model):
             lambda module, args: formats.append(args[0].is_contiguous(
                 memory_format=torch.channels_last)))
     return formats
+
+
+# The COCO-like images resized as COCO's to (1333, 800) by the test
+# pipelines, at a third of the size: most are then padded to 32.
+WORLD_SCALE = (448, 256)
+
+
+def world_config(cfg, root, pipeline_pad=True, size_divisor=None):
+    """``cfg`` on the COCO-like dataset at ``root``, resized to fit
+    ``WORLD_SCALE`` (a square pipeline ``Pad`` to its long side; without
+    ``pipeline_pad`` none, and the data preprocessor pads to
+    ``size_divisor``)."""
+    cfg = Config(copy.deepcopy(cfg.to_dict()))
+    dataset = cfg.test_dataloader.dataset
+    dataset.data_root = f'{root}/'
+    dataset.ann_file = 'annotations/instances.json'
+    dataset.data_prefix = dict(img='images/')
+    pipeline = []
+    for transform in dataset.pipeline:
+        if transform.type == 'Resize':
+            transform.scale = WORLD_SCALE
+        elif transform.type == 'Pad':
+            if not pipeline_pad:
+                continue
+            transform.size = (max(WORLD_SCALE), ) * 2
+        pipeline.append(transform)
+    dataset.pipeline = pipeline
+    # mmseg's inference_model reads this one.
+    cfg.test_pipeline = copy.deepcopy(pipeline)
+    if size_divisor is not None:
+        cfg.model.data_preprocessor.pad_size_divisor = size_divisor
+    if 'test_evaluator' in cfg:
+        cfg.test_evaluator.ann_file = f'{root}/annotations/instances.json'
+    return cfg
+
+
+def world_images(root):
+    """The COCO-like dataset's image files at ``root``."""
+    return sorted(Path(root).glob('images/*.jpg'))

@@ -14,7 +14,7 @@ from mmengine.logging import MMLogger
 
 from fasternet_mm import precision
 from fasternet_mm.errors import PreflightError
-from fasternet_mm.hooks import Bf16TrainingHook
+from fasternet_mm.hooks import AmpTrainingHook
 
 DET_DEMO = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
 
@@ -52,7 +52,7 @@ def test_amp_trains_on_a_cpu_in_bf16_by_parts(tmp_path, make_shapes):
 @pytest.mark.parametrize('device, optim_wrapper, hooks', [
     ('cuda', 'AmpOptimWrapper', []),
     ('npu', 'AmpOptimWrapper', []),
-    ('cpu', 'OptimWrapper', ['fasternet_mm.Bf16TrainingHook']),
+    ('cpu', 'OptimWrapper', ['fasternet_mm.AmpTrainingHook']),
 ])
 def test_amp_picks_the_device_s_mixed_precision(monkeypatch, device,
                                                 optim_wrapper, hooks):
@@ -97,7 +97,7 @@ def test_bf16_training_hook_validates_in_fp32(monkeypatch):
         lambda module, args, output: dtypes.append(output.dtype))
     runner = SimpleNamespace(
         model=model, logger=MMLogger.get_current_instance())
-    hook = Bf16TrainingHook()
+    hook = AmpTrainingHook()
     x = torch.rand(2, 4)
     hook.before_train(runner)
     model.backbone(x)

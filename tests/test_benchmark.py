@@ -6,7 +6,7 @@ import torch
 from helpers import REPO, build, load_tool
 from mmengine.config import Config
 
-from fasternet_mm import use_low_precision
+from fasternet_mm import use_amp
 from fasternet_mm.benchmark import interleaved_medians
 from fasternet_mm.complexity import count_parameters
 from fasternet_mm.testing import relative_error, timm_peer
@@ -41,7 +41,7 @@ def test_timm_peer_has_the_same_weights():
 
 def test_bf16_backbone_hands_on_fp32():
     _, ours = timm_peer('t0')
-    use_low_precision(ours, [""], allow_emulated=True)
+    use_amp(ours, [""], allow_emulated=True)
     outputs = ours(torch.rand(1, 3, 64, 64))
     assert all(o.dtype == torch.float32 for o in outputs)
 

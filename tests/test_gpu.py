@@ -7,7 +7,7 @@ from helpers import (LOSS_FALL, REPO, SHORT_DET_TRAINING, build, forward_once,
                      record_stage_formats, run_tool)
 from mmengine.config import Config
 
-from fasternet_mm import FasterNet, switch_to_deploy, use_low_precision
+from fasternet_mm import FasterNet, switch_to_deploy, use_amp
 from fasternet_mm.testing import relative_error
 
 pytestmark = pytest.mark.skipif(
@@ -86,7 +86,7 @@ def test_deploy_form_on_cuda_equals_training_form(compile, exact_fp32):
     assert relative_error(deployed, expected) <= 1e-4
 
 
-def test_use_low_precision_on_cuda_stays_close_to_fp32(exact_fp32):
+def test_use_amp_on_cuda_stays_close_to_fp32(exact_fp32):
     cfg = Config.fromfile(REPO / 'configs/mask_rcnn_fasternet_t0.py')
     cfg.model.test_cfg.rcnn.score_thr = 0.0
     model = build(cfg).cuda()
@@ -95,7 +95,7 @@ def test_use_low_precision_on_cuda_stays_close_to_fp32(exact_fp32):
         lambda module, args, output: features.append(output))
     torch.manual_seed(0)
     expected = forward_once(model, 'mmdet')[0].pred_instances
-    use_low_precision(model)
+    use_amp(model)
     torch.manual_seed(0)
     result = forward_once(model, 'mmdet')[0].pred_instances
     assert result.bboxes.dtype == torch.float32

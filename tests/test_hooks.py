@@ -9,6 +9,7 @@ from fasternet_mm.hooks import atomic_checkpoint_hook
 from fasternet_mm.registry import HOOKS
 
 MODULES = dict(
+    AmpTrainingHook='amp_training_hook',
     AtomicCheckpointHook='atomic_checkpoint_hook',
     Bf16TrainingHook='bf16_training_hook',
     InferenceFormHook='inference_form_hook',
@@ -48,3 +49,14 @@ def test_atomic_checkpoint_hook_is_built_with_this_mmengine():
     hook = HOOKS.build(
         dict(type='fasternet_mm.AtomicCheckpointHook', interval=1))
     assert isinstance(hook, atomic_checkpoint_hook.AtomicCheckpointHook)
+
+
+def test_bf16_training_hook_is_a_deprecated_name_of_amp_training_hook():
+    # Configs written for the old name still build, with a warning that
+    # Python shows by default.
+    with pytest.warns(FutureWarning,
+                      match='Bf16TrainingHook is deprecated; use '
+                      'AmpTrainingHook'):
+        hook = HOOKS.build(dict(type='fasternet_mm.Bf16TrainingHook'))
+    assert isinstance(hook, HOOKS.get('fasternet_mm.AmpTrainingHook'))
+    assert type(hook).priority == 'VERY_HIGH'

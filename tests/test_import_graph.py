@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 from typing import Dict, List, Optional, Set
 
+import pytest
 from helpers import REPO
 
 PACKAGE = REPO / 'fasternet_mm'
@@ -219,15 +220,19 @@ def test_import_in_a_fresh_interpreter():
     assert result.stdout.split() == ['True']
 
 
-def test_builder_is_a_deprecated_name_of_model_utils():
-    script = textwrap.dedent("""
+@pytest.mark.parametrize('old, new, count', [
+    ('builder', 'model_utils', 2),
+    ('end_to_end', 'export', 25),
+])
+def test_old_module_names_re_export_the_new_ones_and_warn(old, new, count):
+    script = textwrap.dedent(f"""
         import warnings
-        import fasternet_mm.model_utils as model_utils
+        import fasternet_mm.{new} as new
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
-            import fasternet_mm.builder as builder
-        print(builder.build_model is model_utils.build_model,
-              builder.dummy_sample is model_utils.dummy_sample)
+            import fasternet_mm.{old} as old
+        print(all(getattr(old, name) is getattr(new, name)
+                  for name in old.__all__), len(old.__all__))
         print(*[w.category.__name__ for w in caught])
         print(*[w.message for w in caught])
     """)
@@ -236,28 +241,6 @@ def test_builder_is_a_deprecated_name_of_model_utils():
                             text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     same, categories, message = result.stdout.splitlines()
-    assert same == 'True True'
+    assert same == f'True {count}'
     assert categories == 'DeprecationWarning'
-    assert 'fasternet_mm.builder is deprecated' in message
-
-
-def test_end_to_end_is_a_deprecated_name_of_export():
-    script = textwrap.dedent("""
-        import warnings
-        import fasternet_mm.export as export
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            import fasternet_mm.end_to_end as end_to_end
-        print(all(getattr(end_to_end, name) is getattr(export, name)
-                  for name in end_to_end.__all__), len(end_to_end.__all__))
-        print(*[w.category.__name__ for w in caught])
-        print(*[w.message for w in caught])
-    """)
-    result = subprocess.run([sys.executable, '-c', script],
-                            capture_output=True,
-                            text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    same, categories, message = result.stdout.splitlines()
-    assert same == 'True 25'
-    assert categories == 'DeprecationWarning'
-    assert 'fasternet_mm.end_to_end is deprecated' in message
+    assert f'fasternet_mm.{old} is deprecated' in message

@@ -1,6 +1,5 @@
 """End-to-end ONNX models (tools/export_onnx.py --end-to-end) and their
 reader (tools/onnx_demo.py) against mmdet's and mmseg's predict."""
-import copy
 import json
 import os
 import subprocess
@@ -11,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, SHAPES, load_tool, randomize_norms
+from helpers import (REPO, SHAPES, load_tool, randomize_norms, world_config,
+                     world_images)
 from mmengine.config import Config
 
 from fasternet_mm.complexity import weight_bytes
@@ -20,7 +20,7 @@ from fasternet_mm.export import (build_deploy_model, end_to_end_graph,
                                  example_inputs, export_end_to_end,
                                  reader_metadata)
 from fasternet_mm.shapes import CLASSES
-from fasternet_mm.testing import match_detections
+from fasternet_mm.testing import match_detections, mmdet_detections
 
 onnx = pytest.importorskip('onnx')
 onnxruntime = pytest.importorskip('onnxruntime')
@@ -133,40 +133,6 @@ def run_onnx(path, inputs):
     return dict(zip(names, runtime.run(None, feed)))
 
 
-# The COCO-like images resized as COCO's to (1333, 800) by the test
-# pipelines, at a third of the size: most are then padded to 32.
-WORLD_SCALE = (448, 256)
-
-
-def world_config(cfg, root, pipeline_pad=True, size_divisor=None):
-    """``cfg`` on the COCO-like dataset at ``root``, resized to fit
-    ``WORLD_SCALE`` (a square pipeline ``Pad`` to its long side; without
-    ``pipeline_pad`` none, and the data preprocessor pads to
-    ``size_divisor``)."""
-    cfg = Config(copy.deepcopy(cfg.to_dict()))
-    dataset = cfg.test_dataloader.dataset
-    dataset.data_root = f'{root}/'
-    dataset.ann_file = 'annotations/instances.json'
-    dataset.data_prefix = dict(img='images/')
-    pipeline = []
-    for transform in dataset.pipeline:
-        if transform.type == 'Resize':
-            transform.scale = WORLD_SCALE
-        elif transform.type == 'Pad':
-            if not pipeline_pad:
-                continue
-            transform.size = (max(WORLD_SCALE), ) * 2
-        pipeline.append(transform)
-    dataset.pipeline = pipeline
-    # mmseg's inference_model reads this one.
-    cfg.test_pipeline = copy.deepcopy(pipeline)
-    if size_divisor is not None:
-        cfg.model.data_preprocessor.pad_size_divisor = size_divisor
-    if 'test_evaluator' in cfg:
-        cfg.test_evaluator.ann_file = f'{root}/annotations/instances.json'
-    return cfg
-
-
 def export_for(cfg, model, path):
     """``model`` (deployed, built from ``cfg``) written end to end with the
     reader's metadata for ``cfg``; the runtime and metadata the reader
@@ -176,28 +142,6 @@ def export_for(cfg, model, path):
                       reader_metadata(cfg, graph))
     assert_standard_onnx(path, graph)
     return load_tool('onnx_demo').load_model(str(path))
-
-
-def mmdet_results(cfg, model, images):
-    """mmdet's own ``inference_detector`` (the config's test pipeline,
-    data preprocessor and ``predict(rescale=True)``) on each image file."""
-    from mmdet.apis import inference_detector
-    model.cfg = cfg
-    results = []
-    for path in images:
-        instances = inference_detector(model, str(path)).pred_instances
-        result = dict(
-            boxes=instances.bboxes.numpy(),
-            scores=instances.scores.numpy(),
-            labels=instances.labels.numpy())
-        if 'masks' in instances:
-            result['masks'] = instances.masks.numpy().astype(bool)
-        results.append(result)
-    return results
-
-
-def world_images(root):
-    return sorted(Path(root).glob('images/*.jpg'))
 
 
 def assert_equals_mmdet(cfg, model, path, root, min_detections=1):
@@ -210,9 +154,11 @@ def assert_equals_mmdet(cfg, model, path, root, min_detections=1):
     # The model's data preprocessor pads as cfg's.
     model.data_preprocessor.pad_size_divisor = \
         cfg.model.data_preprocessor.pad_size_divisor
+    model.cfg = cfg
     images = world_images(root)
     counts, ious, masks, diffs = [], [], [], []
-    for image, expected in zip(images, mmdet_results(cfg, model, images)):
+    for image in images:
+        expected = mmdet_detections(model, image)
         ours = reader.predict(runtime, metadata, cv2.imread(str(image)))
         stats = match_detections(ours, expected)
         assert stats['unmatched'] == 0, (image.name, stats['ours'],

@@ -279,7 +279,7 @@ def test_deploy_and_bf16_keep_working_on_a_pconv_model():
         reference = model.bbox_head(model.extract_feat(x))
         deployed = fasternet_mm.switch_to_deploy(copy.deepcopy(model))
         folded = deployed.bbox_head(deployed.extract_feat(x))
-        fasternet_mm.use_low_precision(deployed, allow_emulated=True)
+        fasternet_mm.use_amp(deployed, allow_emulated=True)
         low = deployed.bbox_head(deployed.extract_feat(x))
     for ref, out, bf16 in zip(sum(reference, []), sum(folded, []),
                               sum(low, [])):

@@ -126,7 +126,7 @@ def test_downstream_names_are_every_class_of_the_scope():
 
 
 def test_inference_form_hook_is_registered_by_its_name():
-    # The name tools/test.py --deploy/--bf16 inserts, and configs may write.
+    # The name tools/test.py --deploy/--amp inserts, and configs may write.
     # (MMEngine would also find a scoped name as an attribute of the
     # package, so the registry's own table is checked too.)
     assert HOOKS.module_dict.get('InferenceFormHook') is InferenceFormHook
@@ -134,6 +134,21 @@ def test_inference_form_hook_is_registered_by_its_name():
         dict(
             type='fasternet_mm.InferenceFormHook',
             deploy=False,
-            bf16='backbone'))
+            amp='backbone'))
     assert isinstance(hook, InferenceFormHook)
-    assert (hook.deploy, hook.bf16) == (False, 'backbone')
+    assert (hook.deploy, hook.amp) == (False, 'backbone')
+
+
+def test_inference_form_hook_takes_bf16_as_a_deprecated_name_of_amp():
+    with pytest.warns(FutureWarning,
+                      match=r'InferenceFormHook\(bf16=\.\.\.\) is '
+                      r'deprecated; use amp=\.\.\.'):
+        hook = MMENGINE_HOOKS.build(
+            dict(type='fasternet_mm.InferenceFormHook', bf16='all'))
+    assert hook.amp == 'all'
+    with pytest.raises(TypeError, match="got both amp='all' and its "
+                       "deprecated alias bf16='backbone'"):
+        InferenceFormHook(amp='all', bf16='backbone')
+    with pytest.raises(ValueError, match="amp must be None, 'all' or "
+                       "'backbone', got 'fp16'"):
+        InferenceFormHook(amp='fp16')

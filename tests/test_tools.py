@@ -31,7 +31,7 @@ def test_det_demo_trains_reloads_and_evaluates(shapes, tmp_path):
                       *options)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = last_metrics(work_dir)
-    # The deploy form under use_low_precision (backbone, neck, heads) scores
+    # The deploy form under use_amp (backbone, neck, heads) scores
     # as the training form does: at most 0.017 bbox and 0.027 segm mAP apart
     # over the runs that set LOSS_FALL. On a CPU without native bf16 that
     # takes the override: numerics, not speed, are under test.

@@ -7,56 +7,37 @@ sets each stage's memory format, by the CPU rule or, emulated here, by the
 CUDA rule. The end-to-end ONNX export against mmdet on the same images is
 in test_onnx_end_to_end.py."""
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, randomize_norms
+from helpers import REPO, randomize_norms, world_config, world_images
 from mmengine.config import Config
 
 from fasternet_mm.deploy import switch_to_deploy
 from fasternet_mm.model_utils import build_model
 from fasternet_mm.ops import GatherRoIAlign
-from fasternet_mm.testing import match_detections
+from fasternet_mm.testing import match_detections, mmdet_detections
 
 MASK_RCNN = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
-SCALE = (448, 256)
 
 
 def world_mask_rcnn(root):
     """The demo Mask R-CNN with mmcv's RoIAlign (as the COCO configs) on
     the COCO-like images, resized to fit 448x256 and padded to 32."""
-    cfg = Config.fromfile(str(MASK_RCNN))
+    cfg = world_config(Config.fromfile(str(MASK_RCNN)), root)
     for name in ('bbox_roi_extractor', 'mask_roi_extractor'):
         layer = cfg.model.roi_head[name].roi_layer
         cfg.model.roi_head[name].roi_layer = dict(
             type='RoIAlign',
             output_size=layer.output_size,
             sampling_ratio=layer.sampling_ratio)
-    dataset = cfg.test_dataloader.dataset
-    dataset.data_root = f'{root}/'
-    dataset.ann_file = 'annotations/instances.json'
-    dataset.data_prefix = dict(img='images/')
-    for transform in dataset.pipeline:
-        if transform.type == 'Resize':
-            transform.scale = SCALE
     return cfg
 
 
 def detections(model, cfg, images):
-    from mmdet.apis import inference_detector
     model.cfg = cfg
-    results = []
-    for path in images:
-        instances = inference_detector(model, str(path)).pred_instances
-        results.append(
-            dict(
-                boxes=instances.bboxes.numpy(),
-                scores=instances.scores.numpy(),
-                labels=instances.labels.numpy(),
-                masks=instances.masks.numpy().astype(bool)))
-    return results
+    return [mmdet_detections(model, image) for image in images]
 
 
 @pytest.mark.parametrize('memory_format', ['cpu', 'cuda'])
@@ -65,7 +46,7 @@ def test_deploy_form_equals_built_model_on_coco_like_images(
     cfg = world_mask_rcnn(coco_like_images)
     torch.manual_seed(0)
     model = randomize_norms(build_model(cfg))
-    images = sorted(Path(coco_like_images).glob('images/*.jpg'))
+    images = world_images(coco_like_images)
     expected = detections(model, cfg, images)
     deployed = switch_to_deploy(
         copy.deepcopy(model), memory_format=memory_format)

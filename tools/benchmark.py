@@ -20,7 +20,6 @@ their report.
     python tools/benchmark.py --arch s --out work_dirs/benchmark
 """
 import argparse
-import importlib.util
 import os
 import os.path as osp
 
@@ -36,7 +35,8 @@ from fasternet_mm.benchmark.detector import (amp_train_section,
 from fasternet_mm.benchmark.gpu import (gpu_detector_section, gpu_section,
                                         gpu_train_section, plot_gpu_throughput)
 from fasternet_mm.benchmark.onnx import onnx_section
-from fasternet_mm.cli import add_deprecated_flag, exit_on_user_error
+from fasternet_mm.cli import (add_deprecated_flag, exit_on_user_error,
+                              load_onnx_reader)
 from fasternet_mm.errors import PreflightError
 
 # Why a CPU without native bf16 gets no bf16 timing.
@@ -107,15 +107,6 @@ def mask_rcnn_config(arch):
     return osp.join(REPO, f'configs/mask_rcnn_fasternet_{arch}.py')
 
 
-def onnx_reader():
-    """``tools/onnx_demo.py``, whose ``postprocess`` pastes the masks."""
-    spec = importlib.util.spec_from_file_location(
-        'onnx_demo', osp.join(REPO, 'tools/onnx_demo.py'))
-    reader = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reader)
-    return reader
-
-
 def sections(args, input_shapes, bf16=True):
     """The parts of a run in order, as ``(name, run(report))``: the GPU ones
     where CUDA is available, then (unless ``--gpu-only``) the CPU ones,
@@ -161,8 +152,8 @@ def main(argv=None):
     print_log(describe_cpu(cpu))
     if args.onnx:
         report = dict(cpu=cpu)
-        onnx_section(report, ONNX_CASES, onnx_reader().postprocess,
-                     args.repeats)
+        reader = load_onnx_reader(osp.join(REPO, 'tools'))
+        onnx_section(report, ONNX_CASES, reader.postprocess, args.repeats)
         dump_report(report, osp.join(args.out, 'benchmark_onnx.json'))
         print(f'\nwrote {args.out}/benchmark_onnx.json')
         return

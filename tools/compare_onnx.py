@@ -14,7 +14,6 @@ more than 1e-3, or fewer than 99% of the matched boxes reach IoU 0.99 (and
 masks 0.9).
 """
 import argparse
-import importlib.util
 import os.path as osp
 import sys
 import tempfile
@@ -25,20 +24,12 @@ import torch
 from mmengine.config import DictAction
 
 from fasternet_mm.cli import (exit_on_user_error, load_config,
-                              missing_files_are_user_errors)
+                              load_onnx_reader, missing_files_are_user_errors)
 from fasternet_mm.errors import MissingFileError
 from fasternet_mm.export import (build_deploy_model, end_to_end_graph,
                                  export_end_to_end, reader_metadata)
-from fasternet_mm.testing import match_detections, randomize_norms
-
-
-def load_reader():
-    spec = importlib.util.spec_from_file_location(
-        'onnx_demo', osp.join(osp.dirname(osp.abspath(__file__)),
-                              'onnx_demo.py'))
-    reader = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reader)
-    return reader
+from fasternet_mm.testing import (match_detections, mmdet_detections,
+                                  randomize_norms)
 
 
 def parse_args(argv=None):
@@ -73,7 +64,6 @@ def summary(stats):
 
 @exit_on_user_error
 def main(argv=None):
-    from mmdet.apis import inference_detector
     args = parse_args(argv)
     for path in args.images:
         if not osp.isfile(path):
@@ -86,7 +76,7 @@ def main(argv=None):
         randomize_norms(model)
     model.cfg = cfg
     graph = end_to_end_graph(model)
-    reader = load_reader()
+    reader = load_onnx_reader(osp.dirname(osp.abspath(__file__)))
     box_ious, mask_ious, worst = [], [], dict(unmatched=0, score=0.)
     with tempfile.TemporaryDirectory() as tmp:
         path = osp.join(tmp, 'model.onnx')
@@ -99,15 +89,7 @@ def main(argv=None):
         for image_path in args.images:
             image = cv2.imread(image_path, cv2.IMREAD_COLOR)
             ours = reader.predict(runtime, metadata, image)
-            instances = inference_detector(model,
-                                           image_path).pred_instances
-            expected = dict(
-                boxes=instances.bboxes.numpy(),
-                scores=instances.scores.numpy(),
-                labels=instances.labels.numpy())
-            if 'masks' in instances:
-                expected['masks'] = instances.masks.numpy().astype(bool)
-            stats = match_detections(ours, expected)
+            stats = match_detections(ours, mmdet_detections(model, image_path))
             box_ious += stats['box_ious']
             mask_ious += stats['mask_ious']
             row = summary(stats)

@@ -104,7 +104,7 @@ def main(argv=None):
             dict(
                 type='fasternet_mm.InferenceFormHook',
                 deploy=args.deploy,
-                bf16=args.amp)
+                amp=args.amp)
         ]
     runner = build_runner(cfg)
     with mmengine_checkpoints():  # MMEngine's checkpoints, weights-only

@@ -9,25 +9,13 @@ read, preprocessed, run with onnxruntime and post-processed by
 predictions, as ``tools/test.py`` scores the PyTorch model's.
 """
 import argparse
-import importlib.util
 import os.path as osp
 
 from mmengine.config import DictAction
 
-from fasternet_mm.cli import exit_on_user_error, load_config
+from fasternet_mm.cli import exit_on_user_error, load_config, load_onnx_reader
 from fasternet_mm.errors import MissingFileError, PreflightError
 from fasternet_mm.export import evaluate
-
-
-def load_reader():
-    """tools/onnx_demo.py as a module: it is a standalone file, not part of
-    the package."""
-    spec = importlib.util.spec_from_file_location(
-        'onnx_demo', osp.join(osp.dirname(osp.abspath(__file__)),
-                              'onnx_demo.py'))
-    reader = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reader)
-    return reader
 
 
 def parse_args(argv=None):
@@ -49,7 +37,7 @@ def main(argv=None):
     if not osp.isfile(args.model):
         raise MissingFileError(f'Model not found: {args.model!r}')
     cfg = load_config(args.config, args.cfg_options, 'none', None)
-    reader = load_reader()
+    reader = load_onnx_reader(osp.dirname(osp.abspath(__file__)))
     try:
         runtime, metadata = reader.load_model(args.model)
     except reader.ReaderError as err:

@@ -1,6 +1,6 @@
 """Whole detectors on the CPU with random weights: Mask R-CNN predict with
-FasterNet against ResNet-50, as built and deployed, in fp32 and with the
-low-precision parts; the ``tools/train.py --amp`` training step; and the
+FasterNet against ResNet-50, as built and deployed, in fp32 and under amp
+(bf16 autocast by parts); the ``tools/train.py --amp`` training step; and the
 detectors of several configs against each other."""
 import copy
 import os.path as osp
@@ -13,7 +13,7 @@ from mmengine.logging import print_log
 from ..complexity import count_parameters
 from ..deploy import switch_to_deploy
 from ..model_utils import build_model, dummy_sample
-from ..precision import use_fp32, use_low_precision
+from ..precision import use_amp, use_fp32
 from .timing import interleaved_medians
 
 # mmdet's own Mask R-CNN with ResNet-50, the baseline of the sections.
@@ -71,11 +71,12 @@ def training_batch(batch, shape, boxes, device, seed=0):
 def detector_section(report: dict,
                      config: str,
                      repeats: int = 5,
-                     bf16: bool = True) -> None:
+                     amp: bool = True) -> None:
     """Mask R-CNN predict at 800x1216, batch 1: the FasterNet detector of
     ``config`` against ResNet-50's, each as built and deployed, the
-    deployed ones also (with ``bf16``) with their backbone, neck and heads
-    under bf16 autocast; under ``report['mask_rcnn_predict']``."""
+    deployed ones also (with ``amp``) with their backbone, neck and heads
+    under bf16 autocast (:func:`use_amp`); under
+    ``report['mask_rcnn_predict']``."""
     shape = (800, 1216)
     sources = dict(
         fasternet=config,
@@ -90,11 +91,11 @@ def detector_section(report: dict,
     switch_to_deploy(models['resnet50_deploy'])  # its RoIAlign only
     image = torch.rand(1, 3, *shape)
 
-    def predict(model, bf16=False):
+    def predict(model, amp=False):
 
         def run():
-            if bf16:
-                use_low_precision(model)
+            if amp:
+                use_amp(model)
             try:
                 return model(
                     image, [dummy_sample('mmdet', *shape)], mode='predict')
@@ -104,8 +105,8 @@ def detector_section(report: dict,
         return run
 
     cases = {name: predict(model) for name, model in models.items()}
-    for name in ('fasternet_deploy', 'resnet50_deploy') if bf16 else ():
-        cases[f'{name}_bf16'] = predict(models[name], bf16=True)
+    for name in ('fasternet_deploy', 'resnet50_deploy') if amp else ():
+        cases[f'{name}_amp'] = predict(models[name], amp=True)
     with torch.no_grad():
         seconds = interleaved_medians(cases, max(repeats // 2, 2))
     base = seconds['resnet50']
@@ -121,8 +122,8 @@ def detector_section(report: dict,
     print_log('\n== Mask R-CNN predict, 800x1216, random weights, top 100 '
               'boxes to the mask head ==\n_deploy: switch_to_deploy (BN '
               'folded, GatherRoIAlign)' +
-              ('; _bf16: backbone, neck and heads under bf16 autocast'
-               if bf16 else ''))
+              ('; _amp: backbone, neck and heads under bf16 autocast'
+               if amp else ''))
     for name, value in seconds.items():
         print_log(f'{name:22s} {value * 1e3:9.1f} ms   / resnet50 fp32 = '
                   f'{value / base:.2f}')
@@ -136,16 +137,16 @@ def amp_train_section(report: dict,
                       boxes=4) -> None:
     """``tools/train.py --amp`` on a CPU: one training step of the
     detector of ``config`` (the demo's Mask R-CNN: T0, 64-channel heads) in
-    fp32 against bf16 by parts (Bf16TrainingHook's use_low_precision),
+    fp32 against bf16 by parts (AmpTrainingHook's use_amp),
     interleaved; under ``report['amp_train_step']``."""
     model = build_model(Config.fromfile(config)).train()
     images, samples = training_batch(batch, shape, boxes, 'cpu')
 
-    def step(bf16):
+    def step(amp):
 
         def run():
-            if bf16:
-                use_low_precision(model)
+            if amp:
+                use_amp(model)
             try:
                 losses = model(images, samples, mode='loss')
                 sum(v.sum() if torch.is_tensor(v) else sum(v)
@@ -156,17 +157,17 @@ def amp_train_section(report: dict,
         return run
 
     seconds = interleaved_medians(
-        dict(fp32=step(False), amp_bf16=step(True)), max(repeats, 4))
+        dict(fp32=step(False), amp=step(True)), max(repeats, 4))
     report['amp_train_step'] = dict(
         shape=list(shape),
         batch=batch,
         ms={k: v * 1e3
             for k, v in seconds.items()},
-        speedup=seconds['fp32'] / seconds['amp_bf16'])
+        speedup=seconds['fp32'] / seconds['amp'])
     print_log(f"\n== demo Mask R-CNN training step, batch {batch}, "
               f"{shape[0]}x{shape[1]}: fp32 {seconds['fp32'] * 1e3:.0f} ms, "
-              f"--amp (bf16 by parts) {seconds['amp_bf16'] * 1e3:.0f} ms: "
-              f"{seconds['fp32'] / seconds['amp_bf16']:.2f}x")
+              f"--amp (bf16 by parts) {seconds['amp'] * 1e3:.0f} ms: "
+              f"{seconds['fp32'] / seconds['amp']:.2f}x")
 
 
 def configs_section(report: dict,
