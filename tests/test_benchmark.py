@@ -273,7 +273,8 @@ def test_backbone_section_without_bf16_times_fp32_alone():
 def test_default_run_is_the_short_one_and_full_the_long_one(
         monkeypatch, tmp_path):
     """By default the training step runs at --train-shape and Mask R-CNN
-    predict leaves the deployed ResNet-50 out; --full puts both back.
+    predict times the deployed FasterNet against ResNet-50 alone; --full
+    puts the rest back.
     Either way the report holds each section's wall time and the total."""
     benchmark = load_tool('benchmark')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
@@ -305,8 +306,8 @@ def test_default_run_is_the_short_one_and_full_the_long_one(
     short, full = runs[False], runs[True]
     assert short['train_section'][0][1] == (32, 48)
     assert full['train_section'][0][1] == (97, 131)
-    assert short['detector_section'][1] == dict(resnet50_deploy=False)
-    assert full['detector_section'][1] == dict(resnet50_deploy=True)
+    assert short['detector_section'][1] == dict(full=False)
+    assert full['detector_section'][1] == dict(full=True)
 
 
 def test_nominal_peak_reads_the_clock(tmp_path):

@@ -72,19 +72,16 @@ def detector_section(report: dict,
                      config: str,
                      repeats: int = 5,
                      bf16: bool = True,
-                     resnet50_deploy: bool = True) -> None:
-    """Mask R-CNN predict at 800x1216, batch 1: the FasterNet detector of
-    ``config`` against ResNet-50's, each as built and deployed (ResNet-50
-    deployed only with ``resnet50_deploy``), the deployed ones also (with
-    ``bf16``) with their backbone, neck and heads under bf16 autocast;
-    under ``report['mask_rcnn_predict']``."""
+                     full: bool = True) -> None:
+    """Mask R-CNN predict at 800x1216, batch 1: the deployed FasterNet
+    detector of ``config`` against ResNet-50's as built, with ``full`` also
+    FasterNet's as built and ResNet-50's deployed, the deployed ones also
+    (with ``bf16``) with their backbone, neck and heads under bf16
+    autocast; under ``report['mask_rcnn_predict']``."""
     shape = (800, 1216)
-    sources = dict(
-        fasternet=config,
-        fasternet_deploy=config,
-        resnet50=RESNET50_MASK_RCNN)
-    if resnet50_deploy:
-        sources['resnet50_deploy'] = RESNET50_MASK_RCNN
+    sources = dict(fasternet_deploy=config, resnet50=RESNET50_MASK_RCNN)
+    if full:
+        sources.update(fasternet=config, resnet50_deploy=RESNET50_MASK_RCNN)
     models = {
         name: build_model(keep_all_boxes(load_detector_config(source))).eval()
         for name, source in sources.items()

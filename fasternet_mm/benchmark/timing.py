@@ -135,9 +135,9 @@ def gemm_gflops(dtype: torch.dtype = torch.float32,
 
 
 # 1x1 convs, channels-last, (in channels, out channels, side): GEMMs of
-# 4096 x 512-1024 x 1024 that oneDNN runs near the FMA peak on AVX2 and on
-# AVX-512 alike, unlike torch.mm, whose BLAS may take a slow path on some
-# CPUs (MKL on AMD: about 120 GFLOP/s where these reach 150).
+# 4096 x 512-1024 x 1024 in oneDNN, the library the deploy form's convs run
+# in; torch.mm runs torch's BLAS, whose speed differs by CPU vendor. The
+# roofline takes the better of the two.
 ROOFLINE_CONVS = ((512, 1024, 64), (1024, 1024, 64))
 
 # fp32 FLOPs per cycle and core of one FMA unit: 2 (multiply and add) x
