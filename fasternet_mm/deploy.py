@@ -54,9 +54,11 @@ def switch_to_deploy(model: nn.Module,
             gain little and recompile often. The first call at each input
             shape pays for the compilation.
         memory_format (str, optional): The memory-format rule of every
-            FasterNet's deploy form, ``'cpu'`` or ``'cuda'``; None picks
-            each one's by the device of its weights
-            (``FasterNet.switch_to_deploy``).
+            FasterNet's deploy form: ``'channels_last'``,
+            ``'channels_last_large'`` or ``'contiguous'``, or ``'cpu'`` /
+            ``'cuda'`` for the rule measured fastest there (on a CPU by
+            the instruction set oneDNN runs); None picks each one's by the
+            device of its weights (``FasterNet.switch_to_deploy``).
         layout (str, optional): Deprecated name of ``memory_format``.
 
     Returns:

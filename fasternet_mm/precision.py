@@ -16,6 +16,7 @@ from mmengine.config import Config
 from mmengine.device import get_device
 from torch import nn
 
+from .cpu_isa import onednn_isa_cap
 from .deprecation import deprecated_name
 from .errors import PreflightError
 
@@ -38,9 +39,7 @@ def native_bf16(device: str = 'cpu') -> bool:
     device's own bf16 is taken as native."""
     if device != 'cpu':
         return True
-    cap = (os.environ.get('ONEDNN_MAX_CPU_ISA')
-           or os.environ.get('DNNL_MAX_CPU_ISA') or '').upper()
-    if cap in _ISA_WITHOUT_BF16:
+    if onednn_isa_cap() in _ISA_WITHOUT_BF16:
         return False
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 

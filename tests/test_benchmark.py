@@ -229,13 +229,13 @@ def test_without_native_bf16_the_benchmark_skips_bf16_and_says_why(
 
     def section(name):
 
-        def run(report, *args):
+        def run(report, *args, **kwargs):
             asked[name] = args[-1]
-            report.setdefault('gemm_gflops_per_s', dict(fp32=1.0))
+            report.setdefault('roofline', dict(best_gflops_per_s=1.0))
 
         return run
 
-    monkeypatch.setattr(benchmark, 'gemm_section', section('gemm'))
+    monkeypatch.setattr(benchmark, 'roofline_section', section('roofline'))
     monkeypatch.setattr(benchmark, 'backbone_section', section('backbone'))
     monkeypatch.setattr(benchmark, 'detector_section', section('detector'))
     monkeypatch.setattr(benchmark, 'train_section', section('train'))
@@ -248,7 +248,7 @@ def test_without_native_bf16_the_benchmark_skips_bf16_and_says_why(
     assert out[1] == benchmark.BF16_SKIPPED
     assert 'no native bf16' in out[1]
     # The bf16 timing is off in every section, and --amp's step is gone.
-    assert asked == dict(gemm=False, backbone=False, detector=False,
+    assert asked == dict(roofline=False, backbone=False, detector=False,
                          train=5)
     report = json.loads((tmp_path / 'benchmark.json').read_text())
     assert report['cpu']['native_bf16'] is False
@@ -263,7 +263,77 @@ def test_backbone_section_without_bf16_times_fp32_alone():
     pytest.importorskip('timm')
     from fasternet_mm.benchmark.backbone import backbone_section
     report = dict(backbone={})
-    backbone_section(report, 't0', (64, 96), gemm=1.0, repeats=1, bf16=False)
+    backbone_section(
+        report, 't0', (64, 96), roofline=1.0, repeats=1, bf16=False)
     entry = report['backbone']['64x96']
     assert set(entry['ms']) == {'ours', 'ours_deploy', 'timm', 'resnet50'}
     assert set(entry['errors']) == {'ours_vs_timm', 'deploy_vs_timm'}
+
+
+def test_default_run_is_the_short_one_and_full_the_long_one(
+        monkeypatch, tmp_path):
+    """By default the training step runs at --train-shape and Mask R-CNN
+    predict times the deployed FasterNet against ResNet-50 alone; --full
+    puts the rest back.
+    Either way the report holds each section's wall time and the total."""
+    benchmark = load_tool('benchmark')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    asked = {}
+
+    def section(name):
+
+        def run(report, *args, **kwargs):
+            asked[name] = (args, kwargs)
+            report.setdefault('roofline', dict(best_gflops_per_s=1.0))
+
+        return run
+
+    for name in ('roofline_section', 'backbone_section', 'detector_section',
+                 'train_section', 'amp_train_section'):
+        monkeypatch.setattr(benchmark, name, section(name))
+    monkeypatch.setattr(benchmark, 'plot_latency_vs_params',
+                        lambda report, path: None)
+    runs = {}
+    for flags in ([], ['--full']):
+        asked.clear()
+        benchmark.main(['--shape', '64x96', '97x131', '--train-shape',
+                        '32x48', '--out', str(tmp_path)] + flags)
+        runs[bool(flags)] = dict(asked)
+        report = json.loads((tmp_path / 'benchmark.json').read_text())
+        assert list(report['wall_s']) == report['finished'] + ['total']
+        assert report['wall_s']['total'] >= sum(
+            v for k, v in report['wall_s'].items() if k != 'total')
+    short, full = runs[False], runs[True]
+    assert short['train_section'][0][1] == (32, 48)
+    assert full['train_section'][0][1] == (97, 131)
+    assert short['detector_section'][1] == dict(full=False)
+    assert full['detector_section'][1] == dict(full=True)
+
+
+def test_nominal_peak_reads_the_clock(tmp_path):
+    from fasternet_mm.benchmark.timing import nominal_peak_gflops
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\ncpu MHz\t\t: 2000.000\n')
+    # 2 cores x 2 GHz x 2 FMA units x 2 FLOPs x 8 (AVX2) or 16 lanes.
+    assert nominal_peak_gflops('avx2', 2, str(cpuinfo)) == 128
+    assert nominal_peak_gflops('avx512', 2, str(cpuinfo)) == 256
+    assert nominal_peak_gflops('other', 2, str(cpuinfo)) is None
+    assert nominal_peak_gflops('avx2', 2, str(tmp_path / 'absent')) is None
+
+
+def test_roofline_section_takes_the_best_probe(monkeypatch):
+    from fasternet_mm.benchmark import backbone
+    monkeypatch.setattr(backbone, 'conv_gflops', lambda: 150.0)
+    monkeypatch.setattr(backbone, 'gemm_gflops', lambda *args: 120.0)
+    report = {}
+    backbone.roofline_section(report, 't0', bf16=False)
+    roofline = report['roofline']
+    assert roofline['gflops_per_s'] == dict(conv=150.0, gemm=120.0)
+    assert roofline['best_gflops_per_s'] == 150.0
+    with pytest.deprecated_call(match='use roofline_section'):
+        backbone.gemm_section({}, 't0', bf16=False)
+
+
+def test_conv_probe_rates_a_real_conv():
+    from fasternet_mm.benchmark.timing import conv_gflops
+    assert 0 < conv_gflops(shapes=((8, 16, 8), ), repeats=1) < math.inf

@@ -165,15 +165,16 @@ def test_deploy_form_equals_training_form(arch):
 
 def test_deploy_form_channels_last_on_every_stage():
     """At 1024x1056 every stage's map (down to 32x33 at stride 32) is
-    large enough for the deploy form's channels-last path: each stage must
-    run it, and still equal the training form in fp32."""
+    large enough for the channels_last_large rule (which 'cpu' picks where
+    oneDNN runs AVX-512): each stage must run it, and still equal the
+    training form in fp32."""
     from fasternet_mm import switch_to_deploy
     torch.manual_seed(0)
     model = randomize_norms(FasterNet(arch=TINY_ARCH)).eval()
     x = torch.rand(1, 3, 1024, 1056)
     with torch.no_grad():
         expected = model(x)
-        switch_to_deploy(model)
+        switch_to_deploy(model, memory_format='channels_last_large')
         formats = record_stage_formats(model)
         deployed = model(x)
     assert formats == [True] * 4

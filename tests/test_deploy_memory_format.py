@@ -1,5 +1,6 @@
-"""The deploy form under each device's memory-format rule equals the
-training form, in the detectors and segmentors users put FasterNet into.
+"""The deploy form under each memory-format rule equals the training form,
+in the detectors and segmentors users put FasterNet into; 'cpu' picks its
+rule by the instruction set oneDNN runs.
 
 The CUDA rule (every map channels-last) runs here on a CPU model: the
 backbone's memory format is chosen by rule, not by device, and
@@ -10,12 +11,12 @@ that.
 """
 import pytest
 import torch
-from helpers import REPO, build, randomize_norms
+from helpers import REPO, build, randomize_norms, record_stage_formats
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 from test_swap import MMSEG_SWAPS, swapped
 
-from fasternet_mm import GatherRoIAlign, switch_to_deploy
+from fasternet_mm import FasterNet, GatherRoIAlign, switch_to_deploy
 from fasternet_mm.model_utils import dummy_sample
 from fasternet_mm.testing import relative_error
 
@@ -94,7 +95,8 @@ def mmcv_kernel_on_cpu(monkeypatch):
                         staticmethod(lambda features: True))
 
 
-@pytest.mark.parametrize('rule', ['cpu', 'cuda'])
+@pytest.mark.parametrize('rule',
+                         ['channels_last_large', 'contiguous', 'cuda'])
 @pytest.mark.parametrize('name', list(MMDET) + list(MMSEG))
 def test_deployed_equals_training_form(name, rule, request):
     if rule == 'cuda':
@@ -105,16 +107,17 @@ def test_deployed_equals_training_form(name, rule, request):
     image = torch.rand(1, 3, *SIZE)
     expected = outputs(model, scope, image)
     switch_to_deploy(model, memory_format=rule)
-    assert model.backbone.deploy and model.backbone.memory_format == rule
+    assert model.backbone.deploy
+    assert model.backbone.memory_format == FasterNet.resolve_memory_format(
+        rule)
     deployed = outputs(model, scope, image)
     assert len(deployed) == len(expected)
     error = relative_error(deployed, expected)
     assert error <= TOLERANCE, (name, rule, error)
 
 
-def test_deploy_outputs_are_nchw_under_both_rules():
-    from fasternet_mm.models import FasterNet
-    for rule in ('cpu', 'cuda'):
+def test_deploy_outputs_are_nchw_under_every_rule():
+    for rule in list(FasterNet.memory_format_rules) + ['cpu', 'cuda']:
         model = FasterNet(arch='t0').eval()
         model.switch_to_deploy(memory_format=rule)
         for out in model(torch.rand(1, 3, *SIZE)):
@@ -122,37 +125,38 @@ def test_deploy_outputs_are_nchw_under_both_rules():
 
 
 def test_cuda_rule_runs_every_stage_channels_last():
-    from helpers import record_stage_formats
-
-    from fasternet_mm.models import FasterNet
     model = FasterNet(arch='t0').eval()
     model.switch_to_deploy(memory_format='cuda')
+    assert model.memory_format == 'channels_last'
     formats = record_stage_formats(model)
-    model(torch.rand(1, 3, 64, 96))  # 16x24 at stride 4: NCHW by CPU rule
+    # 16x24 at stride 4: NCHW under channels_last_large.
+    model(torch.rand(1, 3, 64, 96))
     assert formats == [True] * 4
     assert model.patch_embed.conv.weight.is_contiguous(
         memory_format=torch.channels_last)
 
 
 def test_unknown_memory_format_rule_is_named():
-    from fasternet_mm.models import FasterNet
-    with pytest.raises(ValueError, match="memory_format must be one of "
-                       r"\('cpu', 'cuda'\) or None \(by device\), got 'tpu'"):
+    with pytest.raises(
+            ValueError,
+            match=r"memory_format must be one of \('channels_last', "
+            r"'channels_last_large', 'contiguous', 'cpu', 'cuda'\) or None "
+            r"\(by device\), got 'tpu'"):
         FasterNet(arch='t0').switch_to_deploy(memory_format='tpu')
 
 
 def test_layout_is_a_deprecated_name_of_memory_format():
-    from fasternet_mm.models import FasterNet
     model = FasterNet(arch='t0').eval()
     with pytest.deprecated_call(match=r'switch_to_deploy\(layout=\.\.\.\) '
                                 r'is deprecated; use memory_format'):
         switch_to_deploy(model, layout='cuda')
     with pytest.deprecated_call(match='use FasterNet.memory_format'):
-        assert model.layout == 'cuda'
-    assert model.memory_format == 'cuda'
+        assert model.layout == 'channels_last'
     with pytest.deprecated_call():
-        model.switch_to_deploy(layout='cpu')
-    assert model.memory_format == 'cpu'
+        model.switch_to_deploy(layout='contiguous')
+    assert model.memory_format == 'contiguous'
+    # Back from the CUDA rule, the weights leave channels-last too.
+    assert model.patch_embed.conv.weight.is_contiguous()
     with pytest.raises(TypeError, match='pass memory_format only'):
         model.switch_to_deploy(memory_format='cpu', layout='cuda')
 
@@ -172,3 +176,36 @@ def test_mmcv_kernel_path_takes_bf16_channels_last_maps(mmcv_kernel_on_cpu):
     assert pooled.dtype == torch.bfloat16
     torch.testing.assert_close(
         pooled.float(), reference, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize('isa', ['avx512', 'avx2', 'other'])
+def test_cpu_rule_follows_the_isa_onednn_runs(isa, monkeypatch):
+    """'cpu' (and None, for a model on the CPU) runs the rule measured for
+    the instruction set oneDNN runs: at 1024x1056 every stage's map is
+    large enough for channels-last, so the formats tell the rule."""
+    from fasternet_mm.models.backbones import fasternet
+    monkeypatch.setattr(fasternet, 'onednn_isa', lambda: isa)
+    rule = FasterNet.device_memory_formats[isa]
+    expected = {
+        'channels_last_large': [True] * 4,
+        'contiguous': [False] * 4
+    }[rule]
+    for memory_format in ('cpu', None):
+        model = FasterNet(arch='t0').eval()
+        model.switch_to_deploy(memory_format=memory_format)
+        assert model.memory_format == rule
+        formats = record_stage_formats(model)
+        with torch.no_grad():
+            model(torch.rand(1, 3, 1024, 1056))
+        assert formats == expected, (isa, memory_format)
+
+
+def test_measured_rules():
+    """The table says what docs/deploy.md measured: channels-last on large
+    maps where oneDNN runs AVX-512, NCHW where it runs AVX2."""
+    assert FasterNet.device_memory_formats == {
+        'cuda': 'channels_last',
+        'avx512': 'channels_last_large',
+        'avx2': 'contiguous',
+        'other': 'contiguous',
+    }

@@ -15,13 +15,14 @@ from helpers import REPO
 PACKAGE = REPO / 'fasternet_mm'
 
 # What a module under models/ may import from outside models/: the registry,
-# the config type hints and the deprecated aliases, which import nothing of
-# the package. The backbone reads the official and timm checkpoint layouts,
+# the config type hints, the deprecated aliases and the CPU's instruction
+# set (the deploy form's memory format), which import nothing of the
+# package. The backbone reads the official and timm checkpoint layouts,
 # whose home is fasternet_mm.checkpoint (it imports nothing of the models;
 # the circle check holds it to that).
 OUTSIDE_MODELS = {
-    'fasternet_mm.deprecation', 'fasternet_mm.registry',
-    'fasternet_mm.typing_utils'
+    'fasternet_mm.cpu_isa', 'fasternet_mm.deprecation',
+    'fasternet_mm.registry', 'fasternet_mm.typing_utils'
 }
 OUTSIDE_MODELS_EXTRA = {
     'fasternet_mm.models.backbones.fasternet': {'fasternet_mm.checkpoint'}

@@ -3,15 +3,22 @@
 First prints the CPU's features (AVX2, AVX-512, VNNI, AMX, avx512_bf16,
 torch's capability) and writes them under ``cpu`` in the report; on a CPU
 without native bf16 the bf16 timing is skipped, with a line saying why.
-Compares, at batch 1: (a) our backbone in training form (eval mode), (b) the
+Measures this machine's fp32 roofline (the best of oneDNN's 1x1 conv and
+``torch.mm`` at saturating shapes, beside the nominal FMA peak). Compares,
+at batch 1: (a) our backbone in training form (eval mode), (b) the
 same after ``switch_to_deploy()``, (c) timm's ``fasternet_*`` with the same
 weights through ``forward_intermediates``, (d) mmdet's ResNet-50; then bf16
-autocast, one training step against timm, and full Mask R-CNN predict with
-FasterNet against ResNet-50 (stock, and with the same RoIAlign swap and
-bf16 heads). With CUDA: deployed fp16/bf16 throughput at batch 32 and 256
-against timm in NCHW and channels-last, the kernels that take the most time,
-a backbone training step against timm, and Mask R-CNN predict and training
-step against ResNet-50 (``--gpu-only`` for that alone). Writes JSON and
+autocast, one training step against timm (at ``--train-shape``), and full
+Mask R-CNN predict with FasterNet deployed against ResNet-50 as built
+(``--full`` adds FasterNet as built and ResNet-50 with the same RoIAlign
+swap; bf16 heads where bf16 is native). ``--full`` also runs the training
+step at the last ``--shape``: about 4 minutes on 2 cores, against under 3
+by default. Each section's
+wall time and the total are printed and written under ``wall_s``.
+With CUDA: deployed fp16/bf16 throughput at batch 32 and 256 against timm
+in NCHW and channels-last, the kernels that take the most time, a backbone
+training step against timm, and Mask R-CNN predict and training step
+against ResNet-50 (``--gpu-only`` for that alone). Writes JSON and
 plots. ``--onnx`` instead times end-to-end ONNX detectors in onnxruntime
 against the deployed PyTorch predict on the CPU. The sections live in
 ``fasternet_mm.benchmark``; this tool picks them from its flags and writes
@@ -22,14 +29,15 @@ their report.
 import argparse
 import os
 import os.path as osp
+import time
 
 import torch
 from mmengine.logging import print_log
 
 from fasternet_mm.benchmark import cpu_features, describe_cpu, dump_report
-from fasternet_mm.benchmark.backbone import (backbone_section, gemm_section,
+from fasternet_mm.benchmark.backbone import (backbone_section,
                                              plot_latency_vs_params,
-                                             train_section)
+                                             roofline_section, train_section)
 from fasternet_mm.benchmark.detector import (amp_train_section,
                                              configs_section, detector_section)
 from fasternet_mm.benchmark.gpu import (gpu_detector_section, gpu_section,
@@ -66,6 +74,16 @@ def parse_args(argv=None):
     add_deprecated_flag(
         parser, '--shapes', '--shape', convert=lambda s: s.split(','))
     parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument(
+        '--train-shape',
+        default='512x768',
+        help='input size of the CPU training step against timm, HxW')
+    parser.add_argument(
+        '--full',
+        action='store_true',
+        help='the full CPU run (about 4 minutes on 2 cores, against under '
+        '3): the training step at the last --shape, and Mask R-CNN '
+        'predict with FasterNet as built and ResNet-50 deployed too')
     parser.add_argument('--out', default='work_dirs/benchmark')
     parser.add_argument(
         '--skip-detector', action='store_true', help='no Mask R-CNN timing')
@@ -124,27 +142,32 @@ def sections(args, input_shapes, bf16=True):
                 report, mask_rcnn_config(arch), repeats)))
     if args.gpu_only:
         return parts
-    parts.append(('gemm', lambda report: gemm_section(report, arch, bf16)))
+    parts.append(('roofline', lambda report: roofline_section(
+        report, arch, bf16)))
     for shape in input_shapes:
         parts.append((f'backbone {shape[0]}x{shape[1]}',
                       lambda report, shape=shape: backbone_section(
                           report, arch, shape,
-                          report['gemm_gflops_per_s']['fp32'], repeats,
+                          report['roofline']['best_gflops_per_s'], repeats,
                           bf16)))
+    train_shape = input_shapes[-1] if args.full else tuple(
+        int(v) for v in args.train_shape.split('x'))
     if not args.skip_train:
         parts.append(('train_step', lambda report: train_section(
-            report, arch, input_shapes[-1], repeats)))
+            report, arch, train_shape, repeats)))
         if bf16:
             parts.append(('amp_train_step', lambda report: amp_train_section(
                 report, DEMO_CONFIG, repeats)))
     if not args.skip_detector:
         parts.append(('mask_rcnn_predict', lambda report: detector_section(
-            report, mask_rcnn_config(arch), repeats, bf16)))
+            report, mask_rcnn_config(arch), repeats, bf16,
+            full=args.full)))
     return parts
 
 
 @exit_on_user_error
 def main(argv=None):
+    started = time.perf_counter()
     args = parse_args(argv)
     input_shapes = [tuple(int(v) for v in s.split('x')) for s in args.shape]
     os.makedirs(args.out, exist_ok=True)
@@ -175,12 +198,19 @@ def main(argv=None):
         complete=False)
     if not (args.gpu_only or cpu['native_bf16']):
         print_log(BF16_SKIPPED)
+    report['wall_s'] = {}
     for section, run in sections(args, input_shapes, cpu['native_bf16']):
+        start = time.perf_counter()
         run(report)
+        report['wall_s'][section] = time.perf_counter() - start
         report['finished'].append(section)
         dump_report(report, path)
     report['complete'] = True
+    report['wall_s']['total'] = time.perf_counter() - started
     dump_report(report, path)
+    print_log('\nwall time: ' + ', '.join(
+        f'{name} {seconds:.0f} s'
+        for name, seconds in report['wall_s'].items()))
     if args.gpu_only:
         plot_gpu_throughput(report,
                             osp.join(args.out, 'gpu_throughput.png'))

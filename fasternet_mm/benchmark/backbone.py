@@ -1,43 +1,81 @@
 """The backbone on the CPU at batch 1: our training form and deploy form
 against timm's ``fasternet_*`` with the same weights and mmdet's
 ResNet-50, in fp32 and under bf16 autocast; a training step against timm;
-and the machine's GEMM rate that the deploy form's is measured against."""
+and the machine's fp32 roofline that the deploy form's rate is measured
+against."""
 import copy
-from typing import Sequence
+import warnings
+from typing import Optional, Sequence
 
 import torch
 from mmengine.logging import print_log
 
 from ..complexity import count_macs, count_parameters
+from ..cpu_isa import onednn_isa
 from ..deploy import switch_to_deploy
+from ..deprecation import deprecated_alias
 from ..testing import relative_error, timm_features, timm_peer
-from .timing import (autocast_run, gemm_gflops, interleaved_medians,
+from .timing import (autocast_run, conv_gflops, gemm_gflops,
+                     interleaved_medians, nominal_peak_gflops,
                      saved_activation_bytes)
 
 
-def gemm_section(report: dict, arch: str, bf16: bool = True) -> None:
-    """The fp32 and (with ``bf16``) bf16 matrix-multiply rates of this
-    machine, and its thread count, under ``report['gemm_gflops_per_s']``
-    and ``report['threads']``."""
-    rates = dict(fp32=gemm_gflops(torch.float32))
+def roofline_section(report: dict, arch: str, bf16: bool = True) -> None:
+    """This machine's fp32 roofline: the best rate of two probes, oneDNN's
+    1x1 conv at a saturating shape and the fp32 GEMM (``torch.mm``), next
+    to the nominal FMA peak of its cores; with ``bf16`` also the bf16
+    GEMM rate. Under ``report['roofline']``, with the oneDNN ISA class and
+    the thread count."""
+    isa = onednn_isa()
+    threads = torch.get_num_threads()
+    probes = dict(
+        conv=conv_gflops(), gemm=gemm_gflops(torch.float32, (2048, 3072)))
+    report.update(
+        threads=threads,
+        roofline=dict(
+            onednn_isa=isa,
+            gflops_per_s=probes,
+            best_gflops_per_s=max(probes.values()),
+            nominal_peak_gflops_per_s=nominal_peak_gflops(isa, threads)))
+    line = (f'FasterNet-{arch.upper()}, {threads} threads, oneDNN ISA '
+            f"{isa}; fp32 roofline: oneDNN 1x1 conv {probes['conv']:.0f} "
+            f"GFLOP/s, torch.mm GEMM {probes['gemm']:.0f} GFLOP/s")
+    peak = report['roofline']['nominal_peak_gflops_per_s']
+    if peak:
+        line += (f'; nominal FMA peak {peak:.0f} GFLOP/s (2 FMA units per '
+                 'core at the reported clock)')
     if bf16:
-        rates['bf16'] = gemm_gflops(torch.bfloat16)
-    report.update(threads=torch.get_num_threads(), gemm_gflops_per_s=rates)
-    print_log(f'FasterNet-{arch.upper()}, {torch.get_num_threads()} '
-              f'threads; GEMM: ' +
-              ', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in rates.items()))
+        rate = gemm_gflops(torch.bfloat16)
+        report['roofline']['bf16_gemm_gflops_per_s'] = rate
+        line += f'; bf16 GEMM {rate:.0f} GFLOP/s'
+    print_log(line)
+
+
+def gemm_section(*args, **kwargs) -> None:
+    """Deprecated name of :func:`roofline_section`."""
+    warnings.warn(
+        'gemm_section is deprecated; use roofline_section',
+        DeprecationWarning,
+        stacklevel=2)
+    roofline_section(*args, **kwargs)
 
 
 def backbone_section(report: dict,
                      arch: str,
                      shape: Sequence[int],
-                     gemm: float,
+                     roofline: Optional[float] = None,
                      repeats: int = 5,
-                     bf16: bool = True) -> None:
+                     bf16: bool = True,
+                     gemm: Optional[float] = None) -> None:
     """Latency of the backbones at ``shape`` (with ``bf16``, also under
     bf16 autocast), their ratios over timm in fp32 and the errors against
-    timm, under ``report['backbone'][HxW]``; ``gemm`` is the fp32 GEMM
-    rate (GFLOP/s) the deploy form's rate is a fraction of."""
+    timm, under ``report['backbone'][HxW]``; ``roofline`` is the fp32 rate
+    (GFLOP/s, :func:`roofline_section`) the deploy form's rate is a
+    fraction of; ``gemm`` is its deprecated name."""
+    roofline = deprecated_alias('backbone_section', 'gemm', gemm, 'roofline',
+                                roofline)
+    if roofline is None:
+        raise TypeError('backbone_section needs the roofline rate (GFLOP/s)')
     peer, ours = timm_peer(arch)
     deployed = switch_to_deploy(copy.deepcopy(ours))
     from mmdet.models.backbones import ResNet
@@ -79,7 +117,7 @@ def backbone_section(report: dict,
         errors=errors,
         gmacs=macs / 1e9,
         deploy_gflops_per_s=achieved,
-        deploy_fraction_of_gemm=achieved / gemm,
+        deploy_fraction_of_roofline=achieved / roofline,
         params_m={
             'ours': count_parameters(ours) / 1e6,
             'timm': count_parameters(peer) / 1e6,
@@ -90,7 +128,7 @@ def backbone_section(report: dict,
         print_log(f'{name:18s} {value * 1e3:9.1f} ms   timm_fp32 / this = '
                   f"{seconds['timm'] / value:5.2f}")
     print_log(f'deploy fp32: {achieved:.0f} GFLOP/s = '
-              f'{achieved / gemm:.0%} of the fp32 GEMM rate')
+              f'{achieved / roofline:.0%} of the fp32 roofline')
     print_log('max relative error: ' +
               ', '.join(f'{k} {v:.1e}' for k, v in errors.items()))
 

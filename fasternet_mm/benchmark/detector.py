@@ -71,24 +71,24 @@ def training_batch(batch, shape, boxes, device, seed=0):
 def detector_section(report: dict,
                      config: str,
                      repeats: int = 5,
-                     amp: bool = True) -> None:
-    """Mask R-CNN predict at 800x1216, batch 1: the FasterNet detector of
-    ``config`` against ResNet-50's, each as built and deployed, the
-    deployed ones also (with ``amp``) with their backbone, neck and heads
-    under bf16 autocast (:func:`use_amp`); under
-    ``report['mask_rcnn_predict']``."""
+                     amp: bool = True,
+                     full: bool = True) -> None:
+    """Mask R-CNN predict at 800x1216, batch 1: the deployed FasterNet
+    detector of ``config`` against ResNet-50's as built, with ``full`` also
+    FasterNet's as built and ResNet-50's deployed, the deployed ones also
+    (with ``amp``) with their backbone, neck and heads under bf16 autocast
+    (:func:`use_amp`); under ``report['mask_rcnn_predict']``."""
     shape = (800, 1216)
-    sources = dict(
-        fasternet=config,
-        fasternet_deploy=config,
-        resnet50=RESNET50_MASK_RCNN,
-        resnet50_deploy=RESNET50_MASK_RCNN)
+    sources = dict(fasternet_deploy=config, resnet50=RESNET50_MASK_RCNN)
+    if full:
+        sources.update(fasternet=config, resnet50_deploy=RESNET50_MASK_RCNN)
     models = {
         name: build_model(keep_all_boxes(load_detector_config(source))).eval()
         for name, source in sources.items()
     }
-    switch_to_deploy(models['fasternet_deploy'])
-    switch_to_deploy(models['resnet50_deploy'])  # its RoIAlign only
+    for name in ('fasternet_deploy', 'resnet50_deploy'):
+        if name in models:
+            switch_to_deploy(models[name])  # ResNet-50: its RoIAlign only
     image = torch.rand(1, 3, *shape)
 
     def predict(model, amp=False):
@@ -106,7 +106,8 @@ def detector_section(report: dict,
 
     cases = {name: predict(model) for name, model in models.items()}
     for name in ('fasternet_deploy', 'resnet50_deploy') if amp else ():
-        cases[f'{name}_amp'] = predict(models[name], amp=True)
+        if name in models:
+            cases[f'{name}_amp'] = predict(models[name], amp=True)
     with torch.no_grad():
         seconds = interleaved_medians(cases, max(repeats // 2, 2))
     base = seconds['resnet50']

@@ -8,7 +8,7 @@ import os
 import os.path as osp
 import tempfile
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -132,6 +132,57 @@ def gemm_gflops(dtype: torch.dtype = torch.float32,
         return 2 * size**3 / seconds['gemm'] / 1e9
 
     return max(rate(size) for size in sizes)
+
+
+# 1x1 convs, channels-last, (in channels, out channels, side): GEMMs of
+# 4096 x 512-1024 x 1024 in oneDNN, the library the deploy form's convs run
+# in; torch.mm runs torch's BLAS, whose speed differs by CPU vendor. The
+# roofline takes the better of the two.
+ROOFLINE_CONVS = ((512, 1024, 64), (1024, 1024, 64))
+
+# fp32 FLOPs per cycle and core of one FMA unit: 2 (multiply and add) x
+# the lanes of the vector width oneDNN runs.
+FMA_FLOPS_PER_CYCLE = dict(avx512=32, avx2=16)
+
+
+def conv_gflops(shapes: Sequence[Sequence[int]] = ROOFLINE_CONVS,
+                repeats: int = 5) -> float:
+    """This machine's fp32 rate in GFLOP/s of oneDNN's convolution (through
+    torch) at shapes that saturate it: the best median over ``shapes``
+    (1x1 convs, batch 1, channels-last, given as (in, out, side))."""
+
+    def rate(in_channels, out_channels, side):
+        x = torch.rand(1, in_channels, side, side).contiguous(
+            memory_format=torch.channels_last)
+        weight = torch.rand(out_channels, in_channels, 1, 1).contiguous(
+            memory_format=torch.channels_last)
+        with torch.no_grad():
+            seconds = interleaved_medians(
+                {'conv': lambda: torch.conv2d(x, weight)}, repeats)
+        return 2 * in_channels * out_channels * side**2 / seconds['conv'] / 1e9
+
+    return max(rate(*shape) for shape in shapes)
+
+
+def nominal_peak_gflops(isa: str,
+                        threads: int,
+                        cpuinfo: str = '/proc/cpuinfo',
+                        fma_units: int = 2) -> Optional[float]:
+    """The fp32 FMA peak of ``threads`` cores at the clock
+    ``cpuinfo`` reports (its first ``cpu MHz``), assuming ``fma_units`` FMA
+    units per core at the vector width of ``isa`` (an
+    :func:`fasternet_mm.cpu_isa.onednn_isa` class): a reference, since
+    clocks turbo above the reported one and some CPUs have one FMA unit.
+    None where the clock or the ISA's width is unknown."""
+    if isa not in FMA_FLOPS_PER_CYCLE or not osp.exists(cpuinfo):
+        return None
+    with open(cpuinfo) as f:
+        for line in f:
+            if line.startswith('cpu MHz'):
+                mhz = float(line.split(':', 1)[1])
+                return (threads * mhz * 1e6 * fma_units *
+                        FMA_FLOPS_PER_CYCLE[isa] / 1e9)
+    return None
 
 
 def saved_activation_bytes(run: Callable[[], object]) -> int:

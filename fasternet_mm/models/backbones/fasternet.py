@@ -21,6 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...checkpoint import (CheckpointError, convert_state_dict, detect_layout,
                            load_pretrained)
+from ...cpu_isa import onednn_isa
 from ...deprecation import deprecated_alias
 from ...registry import MODELS
 from ...typing_utils import ConfigType, OptConfigType, OptMultiConfig
@@ -174,10 +175,25 @@ class FasterNet(DeployableMixin, BaseModule):
                  'drop_path_rate')
     num_stages = 4
     patch_size = 4
-    # On a CPU, the deploy form runs maps this large or larger
-    # channels-last; on CUDA it runs every map channels-last.
+    # The deploy form's memory-format rules, each as the smallest map (in
+    # pixels) that runs channels-last, None for none. 'channels_last' also
+    # puts the conv weights channels-last.
     channels_last_min_pixels = 32 * 32
-    memory_format_rules = ('cpu', 'cuda')
+    memory_format_rules = {
+        'channels_last': 0,
+        'channels_last_large': channels_last_min_pixels,
+        'contiguous': None,
+    }
+    # The rule 'cuda' and 'cpu' pick; on a CPU by the instruction set
+    # oneDNN runs (fasternet_mm.cpu_isa.onednn_isa), as measured at
+    # 800x1216 on 2 cores (docs/deploy.md, with the figures and their
+    # commands). Unmeasured ISAs run torch's default format.
+    device_memory_formats = {
+        'cuda': 'channels_last',
+        'avx512': 'channels_last_large',
+        'avx2': 'contiguous',
+        'other': 'contiguous',
+    }
 
     def __init__(self,
                  arch: Union[str, dict] = 's',
@@ -392,30 +408,52 @@ class FasterNet(DeployableMixin, BaseModule):
         Args:
             memory_format (str, optional): The rule for the memory format
                 of the maps inside the backbone (see
-                :meth:`_to_deploy_memory_format`): ``'cpu'`` or ``'cuda'``.
-                Under ``'cuda'`` the conv weights also go channels-last, to
-                match the maps (a conv given NCHW weights and NHWC maps
-                copies its weights at every call). None picks the rule of
-                the device the weights are on; a CPU model under ``'cuda'``
-                runs the CUDA rule with the CPU's kernels, which is how the
-                tests check it. Either way the outputs are NCHW-contiguous.
+                :meth:`_to_deploy_memory_format`), one of
+                :attr:`memory_format_rules` (``'channels_last'``,
+                ``'channels_last_large'``, ``'contiguous'``), or ``'cuda'``
+                or ``'cpu'`` for the rule measured fastest there
+                (:attr:`device_memory_formats`; on a CPU by the instruction
+                set oneDNN runs). Under ``'channels_last'`` the conv weights
+                also go channels-last, to match the maps (a conv given NCHW
+                weights and NHWC maps copies its weights at every call).
+                None picks ``'cuda'`` or ``'cpu'`` by the device the weights
+                are on. Any rule runs on any device, which is how the tests
+                check them. Either way the outputs are NCHW-contiguous.
             layout (str, optional): Deprecated name of ``memory_format``.
         """
         memory_format = deprecated_alias('FasterNet.switch_to_deploy',
                                          'layout', layout, 'memory_format',
                                          memory_format)
-        if memory_format is None:
-            memory_format = ('cuda' if self.patch_embed.conv.weight.is_cuda
-                             else 'cpu')
-        if memory_format not in self.memory_format_rules:
-            raise ValueError(
-                f'memory_format must be one of {self.memory_format_rules} '
-                f'or None (by device), got {memory_format!r}')
+        memory_format = self.resolve_memory_format(
+            memory_format, self.patch_embed.conv.weight.device)
         super().switch_to_deploy()
         self.memory_format = memory_format
-        if memory_format == 'cuda':
-            self.to(memory_format=torch.channels_last)
+        # Weights follow the rule both ways: a conv given a channels-last
+        # weight returns channels-last maps, whatever its input.
+        self.to(memory_format=torch.channels_last if memory_format ==
+                'channels_last' else torch.contiguous_format)
         self.eval()
+
+    @classmethod
+    def resolve_memory_format(cls, memory_format: Optional[str],
+                              device: Union[str, torch.device] = 'cpu') -> str:
+        """The rule (a key of :attr:`memory_format_rules`) that
+        ``switch_to_deploy(memory_format=...)`` runs for a model on
+        ``device``: a rule stays itself, ``'cuda'`` and ``'cpu'`` become
+        their measured rule, None that of ``device``'s type."""
+        if memory_format is None:
+            memory_format = 'cuda' if torch.device(
+                device).type == 'cuda' else 'cpu'
+        if memory_format == 'cpu':
+            return cls.device_memory_formats[onednn_isa()]
+        if memory_format == 'cuda':
+            return cls.device_memory_formats['cuda']
+        if memory_format not in cls.memory_format_rules:
+            raise ValueError(
+                f'memory_format must be one of '
+                f"{tuple(cls.memory_format_rules) + ('cpu', 'cuda')} or None "
+                f'(by device), got {memory_format!r}')
+        return memory_format
 
     @property
     def layout(self) -> Optional[str]:
@@ -461,20 +499,23 @@ class FasterNet(DeployableMixin, BaseModule):
 
     def _to_deploy_memory_format(self, x: torch.Tensor) -> torch.Tensor:
         """The memory format of a map inside the deploy form, by the rule
-        of ``self.memory_format``, chosen per device by measurement
+        of ``self.memory_format``, each chosen by measurement
         (docs/deploy.md, with the figures and their commands):
 
-        - ``'cuda'``: channels-last on every map; the CPU's per-size rule
-          ran slower on CUDA.
-        - ``'cpu'``: channels-last for maps of at least
-          ``channels_last_min_pixels`` pixels, NCHW for smaller ones:
-          channels-last speeds up large maps, but its 1x1 convs on small
-          maps (7x7 at 224x224) run slower than in NCHW.
+        - ``'channels_last'`` (CUDA): channels-last on every map; the
+          per-size rule ran slower on CUDA.
+        - ``'channels_last_large'`` (CPUs where oneDNN runs AVX-512):
+          channels-last for maps of at least ``channels_last_min_pixels``
+          pixels, NCHW for smaller ones: channels-last speeds up large
+          maps, but its 1x1 convs on small maps (7x7 at 224x224) run slower
+          than in NCHW.
+        - ``'contiguous'`` (CPUs where oneDNN runs AVX2 at best): NCHW on
+          every map; oneDNN's AVX2 convs run channels-last maps slower.
         """
-        big = self.memory_format == 'cuda' or \
-            x.shape[2] * x.shape[3] >= self.channels_last_min_pixels
-        return x.contiguous(memory_format=torch.
-                            channels_last if big else torch.contiguous_format)
+        smallest = self.memory_format_rules[self.memory_format]
+        last = smallest is not None and x.shape[2] * x.shape[3] >= smallest
+        return x.contiguous(memory_format=torch.channels_last
+                            if last else torch.contiguous_format)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self._check_input(x)
