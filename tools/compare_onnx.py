@@ -14,7 +14,6 @@ more than 1e-3, or fewer than 99% of the matched boxes reach IoU 0.99 (and
 masks 0.9).
 """
 import argparse
-import importlib.util
 import os.path as osp
 import sys
 import tempfile
@@ -29,16 +28,8 @@ from fasternet_mm.cli import (exit_on_user_error, load_config,
 from fasternet_mm.errors import MissingFileError
 from fasternet_mm.export import (build_deploy_model, end_to_end_graph,
                                  export_end_to_end, reader_metadata)
+from fasternet_mm.export.evaluation import load_reader
 from fasternet_mm.testing import match_detections, randomize_norms
-
-
-def load_reader():
-    spec = importlib.util.spec_from_file_location(
-        'onnx_demo', osp.join(osp.dirname(osp.abspath(__file__)),
-                              'onnx_demo.py'))
-    reader = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reader)
-    return reader
 
 
 def parse_args(argv=None):

@@ -4,30 +4,19 @@
         mask_rcnn.onnx
 
 The model comes from ``tools/export_onnx.py --end-to-end``. Each image is
-read, preprocessed, run with onnxruntime and post-processed by
+read, preprocessed, run with onnxruntime (or OpenVINO, ``--backend
+openvino``) and post-processed by
 ``tools/onnx_demo.py``'s reader; the config's test evaluator scores the
 predictions, as ``tools/test.py`` scores the PyTorch model's.
 """
 import argparse
-import importlib.util
 import os.path as osp
 
 from mmengine.config import DictAction
 
 from fasternet_mm.cli import exit_on_user_error, load_config
 from fasternet_mm.errors import MissingFileError, PreflightError
-from fasternet_mm.export import evaluate
-
-
-def load_reader():
-    """tools/onnx_demo.py as a module: it is a standalone file, not part of
-    the package."""
-    spec = importlib.util.spec_from_file_location(
-        'onnx_demo', osp.join(osp.dirname(osp.abspath(__file__)),
-                              'onnx_demo.py'))
-    reader = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reader)
-    return reader
+from fasternet_mm.export.evaluation import evaluate, load_reader
 
 
 def parse_args(argv=None):
@@ -35,6 +24,11 @@ def parse_args(argv=None):
     parser.add_argument('config', help='the config the model was exported '
                         'from (its test set and evaluator are used)')
     parser.add_argument('model', help='the end-to-end .onnx file')
+    parser.add_argument(
+        '--backend',
+        choices=('onnxruntime', 'openvino'),
+        default='onnxruntime',
+        help='the runtime that runs the file (default onnxruntime)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -51,7 +45,7 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options, 'none', None)
     reader = load_reader()
     try:
-        runtime, metadata = reader.load_model(args.model)
+        runtime, metadata = reader.load_model(args.model, args.backend)
     except reader.ReaderError as err:
         raise PreflightError(str(err)) from None
     scope = 'mmseg' if metadata['task'] == 'semantic' else 'mmdet'
@@ -60,6 +54,8 @@ def main(argv=None):
             f'{args.model} is a {metadata["task"]} model ({scope}), and '
             f'{args.config} an {cfg.default_scope} config: give the config '
             f'the model was exported from')
+    print(f'{args.model}: {reader.describe_precision(metadata)} with '
+          f'{args.backend}')
     metrics = evaluate(
         cfg,
         lambda image: reader.predict(runtime, metadata, image),
