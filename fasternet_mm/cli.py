@@ -4,11 +4,9 @@ known errors into one clear line instead of a traceback."""
 import argparse
 import contextlib
 import functools
-import importlib.util
 import os.path as osp
 import sys
 import warnings
-from types import ModuleType
 from typing import Any, Callable, Optional
 
 from mmengine.config import Config, ConfigDict, DictAction
@@ -57,17 +55,6 @@ def add_deprecated_flag(parser: argparse.ArgumentParser,
     parser.add_argument(
         old, dest=dest, action=DeprecatedFlag, help=argparse.SUPPRESS,
         **kwargs)
-
-
-def load_onnx_reader(tools_dir: str) -> ModuleType:
-    """``onnx_demo.py`` in ``tools_dir`` as a module: the ONNX reader is a
-    standalone file (onnxruntime, numpy and OpenCV), not part of the
-    package."""
-    spec = importlib.util.spec_from_file_location(
-        'onnx_demo', osp.join(tools_dir, 'onnx_demo.py'))
-    reader = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reader)
-    return reader
 
 
 def load_config(path: str, cfg_options: Optional[dict], launcher: str,

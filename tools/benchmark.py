@@ -19,7 +19,8 @@ With CUDA: deployed fp16/bf16 throughput at batch 32 and 256 against timm
 in NCHW and channels-last, the kernels that take the most time, a backbone
 training step against timm, and Mask R-CNN predict and training step
 against ResNet-50 (``--gpu-only`` for that alone). Writes JSON and
-plots. ``--onnx`` instead times end-to-end ONNX detectors in onnxruntime
+plots. ``--onnx`` instead times end-to-end ONNX detectors in onnxruntime,
+fp32 and int8 (and OpenVINO, fp32 and int8 by NNCF, where it is installed),
 against the deployed PyTorch predict on the CPU. The sections live in
 ``fasternet_mm.benchmark``; this tool picks them from its flags and writes
 their report.
@@ -43,9 +44,9 @@ from fasternet_mm.benchmark.detector import (amp_train_section,
 from fasternet_mm.benchmark.gpu import (gpu_detector_section, gpu_section,
                                         gpu_train_section, plot_gpu_throughput)
 from fasternet_mm.benchmark.onnx import onnx_section
-from fasternet_mm.cli import (add_deprecated_flag, exit_on_user_error,
-                              load_onnx_reader)
+from fasternet_mm.cli import add_deprecated_flag, exit_on_user_error
 from fasternet_mm.errors import PreflightError
+from fasternet_mm.export.evaluation import load_reader
 
 # Why a CPU without native bf16 gets no bf16 timing.
 BF16_SKIPPED = ('bf16 timing skipped: this CPU has no native bf16 '
@@ -114,9 +115,16 @@ def parse_args(argv=None):
     parser.add_argument(
         '--onnx',
         action='store_true',
-        help='only time end-to-end ONNX models (onnxruntime, CPU) against '
+        help='only time end-to-end ONNX models (onnxruntime fp32 and int8, '
+        'and OpenVINO fp32 and int8 where it is installed, CPU) against '
         'the deployed PyTorch predict: Mask R-CNN-S at 800x1216 and '
         'RTMDet-tiny-T0 at 640x640')
+    parser.add_argument(
+        '--onnx-models',
+        nargs='+',
+        choices=[osp.splitext(osp.basename(path))[0]
+                 for path, _ in ONNX_CASES],
+        help='with --onnx: only these of its models (default: all)')
     return parser.parse_args(argv)
 
 
@@ -175,8 +183,10 @@ def main(argv=None):
     print_log(describe_cpu(cpu))
     if args.onnx:
         report = dict(cpu=cpu)
-        reader = load_onnx_reader(osp.join(REPO, 'tools'))
-        onnx_section(report, ONNX_CASES, reader.postprocess, args.repeats)
+        cases = [(path, shape) for path, shape in ONNX_CASES
+                 if args.onnx_models is None or osp.splitext(
+                     osp.basename(path))[0] in args.onnx_models]
+        onnx_section(report, cases, load_reader().postprocess, args.repeats)
         dump_report(report, osp.join(args.out, 'benchmark_onnx.json'))
         print(f'\nwrote {args.out}/benchmark_onnx.json')
         return

@@ -24,10 +24,11 @@ import torch
 from mmengine.config import DictAction
 
 from fasternet_mm.cli import (exit_on_user_error, load_config,
-                              load_onnx_reader, missing_files_are_user_errors)
+                              missing_files_are_user_errors)
 from fasternet_mm.errors import MissingFileError
 from fasternet_mm.export import (build_deploy_model, end_to_end_graph,
                                  export_end_to_end, reader_metadata)
+from fasternet_mm.export.evaluation import load_reader
 from fasternet_mm.testing import (match_detections, mmdet_detections,
                                   randomize_norms)
 
@@ -76,7 +77,7 @@ def main(argv=None):
         randomize_norms(model)
     model.cfg = cfg
     graph = end_to_end_graph(model)
-    reader = load_onnx_reader(osp.dirname(osp.abspath(__file__)))
+    reader = load_reader()
     box_ious, mask_ious, worst = [], [], dict(unmatched=0, score=0.)
     with tempfile.TemporaryDirectory() as tmp:
         path = osp.join(tmp, 'model.onnx')

@@ -38,6 +38,21 @@ operators (NonMaxSuppression, RoiAlign; no custom or mmcv ops), opset 17:
 - the file's metadata_props hold what tools/onnx_demo.py (onnxruntime, numpy
   and OpenCV only) needs to preprocess an image and read the outputs.
 
+int8 (``--int8``, with ``--end-to-end``): the float32 file is checked as
+above, then statically quantized by onnxruntime (QDQ, uint8 activations,
+int8 weights per output channel, 7-bit weights on CPUs without VNNI) in
+the backbone and the neck (``--int8-parts``), calibrated on
+``--calib-images`` images of the config's training set, preprocessed by
+tools/onnx_demo.py as it prepares any image. Box decoding, NMS, RoiAlign
+and the mask sigmoid stay float32. The reader and tools/test_onnx.py run
+the file as they run a float32 one; its metadata says what is int8.
+``--quantizer nncf`` quantizes with NNCF for OpenVINO instead (the
+``openvino`` extra), run by ``--backend openvino``:
+
+    python tools/export_onnx.py --end-to-end mask_rcnn_int8.onnx --int8 \
+        --config configs/demo/mask_rcnn_fasternet_t0_shapes.py \
+        --checkpoint work_dirs/demo/epoch_12.pth
+
 Supported: RetinaNet, RTMDet and other BaseDenseHead detectors; Faster and
 Mask R-CNN (RPNHead + StandardRoIHead); mmseg EncoderDecoder (Semantic FPN,
 UperNet) with whole-image inference. The file is checked at another size
@@ -51,9 +66,12 @@ from mmengine.config import DictAction
 
 from fasternet_mm.cli import (exit_on_user_error, load_config,
                               missing_files_are_user_errors)
-from fasternet_mm.export import (PARTS, export_and_check_backbone,
+from fasternet_mm.export import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_PARTS,
+                                 PARTS, QUANTIZABLE_PARTS, QUANTIZERS,
+                                 Quantization, calibration_image_paths,
+                                 export_and_check_backbone,
                                  export_and_check_end_to_end,
-                                 export_and_check_model)
+                                 export_and_check_model, load_reader)
 
 
 def parse_args(argv=None):
@@ -90,6 +108,28 @@ def parse_args(argv=None):
         '--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'))
     parser.add_argument('--opset', type=int, default=17)
     parser.add_argument(
+        '--int8',
+        action='store_true',
+        help='with --end-to-end: quantize the file statically (see above)')
+    parser.add_argument(
+        '--calib-images',
+        type=int,
+        metavar='N',
+        help=f'with --int8: calibrate on N images of the training set '
+        f'(default {DEFAULT_CALIBRATION_IMAGES})')
+    parser.add_argument(
+        '--int8-parts',
+        nargs='+',
+        choices=list(QUANTIZABLE_PARTS),
+        metavar='PART',
+        help=f'with --int8: the parts quantized, of '
+        f'{list(QUANTIZABLE_PARTS)} (default {" ".join(DEFAULT_PARTS)})')
+    parser.add_argument(
+        '--quantizer',
+        choices=list(QUANTIZERS),
+        help="with --int8: 'onnxruntime' (the default) for onnxruntime, "
+        "'nncf' for OpenVINO (needs pip install -e .[openvino])")
+    parser.add_argument(
         '--dynamic', action='store_true', help='dynamic batch, H and W')
     args = parser.parse_args(argv)
     if args.config is None and (args.part or args.cfg_options
@@ -101,15 +141,42 @@ def parse_args(argv=None):
     if args.end_to_end and (args.part or args.dynamic):
         parser.error('--end-to-end exports the whole model with dynamic '
                      'sizes: no --part and no --dynamic')
+    if args.int8 and not args.end_to_end:
+        parser.error('--int8 quantizes end-to-end files: give --end-to-end '
+                     'OUT')
+    if not args.int8 and (args.calib_images is not None or args.int8_parts
+                          or args.quantizer):
+        parser.error('--calib-images, --int8-parts and --quantizer need '
+                     '--int8')
+    if args.calib_images is not None and args.calib_images < 1:
+        parser.error(f'--calib-images {args.calib_images}: give at least 1')
     return args
+
+
+def quantization(cfg, args) -> Quantization:
+    """What --int8 asks for: the calibration images, prepared by the
+    reader."""
+    reader = load_reader()
+
+    def prepare(path, spec):
+        tensor, info = reader.preprocess(reader.read_image(path), spec)
+        return reader.graph_inputs(tensor, info)
+
+    count = args.calib_images or DEFAULT_CALIBRATION_IMAGES
+    return Quantization(
+        paths=calibration_image_paths(cfg, count),
+        prepare=prepare,
+        parts=args.int8_parts or DEFAULT_PARTS,
+        quantizer=args.quantizer or 'onnxruntime')
 
 
 def export_and_check(args):
     """Export what the flags ask for; the package checks the file."""
     if args.end_to_end:
         cfg = load_config(args.config, args.cfg_options, 'none', None)
+        int8 = quantization(cfg, args) if args.int8 else None
         return export_and_check_end_to_end(cfg, args.end_to_end, args.shape,
-                                           args.checkpoint, args.opset)
+                                           args.checkpoint, args.opset, int8)
     if args.config:
         cfg = load_config(args.config, args.cfg_options, 'none', None)
         return export_and_check_model(cfg, args.out, args.shape,

@@ -2,8 +2,10 @@
 
     python tools/onnx_demo.py demo.jpg mask_rcnn.onnx --out demo_pred.png
 
-The model comes from ``tools/export_onnx.py --end-to-end``. This file needs
-onnxruntime, numpy and OpenCV, and nothing else: not torch, mmdet, mmseg,
+The model comes from ``tools/export_onnx.py --end-to-end``, in float32 or
+int8 (``--int8``; its metadata says which). This file needs onnxruntime
+(or OpenVINO, with ``--backend openvino``), numpy and OpenCV, and nothing
+else: not torch, mmdet, mmseg,
 nor fasternet_mm, whose ``__init__`` imports torch. It is self-contained on
 purpose, to be copied next to the model. Everything model-specific (the
 test pipeline's resize and padding, channel order, mean and std, size
@@ -52,6 +54,10 @@ TASK_INPUTS = dict(
     detection=('image', 'image_size', 'scale_factor'),
     instance=('image', 'image_size', 'scale_factor'),
     semantic=('image', 'image_size', 'ori_size'))
+# The runtimes this reader runs a file with (openvino is optional).
+BACKENDS = ('onnxruntime', 'openvino')
+# What a file's precision metadata may say (float32 where it says none).
+PRECISIONS = ('float32', 'int8')
 PREPROCESS_FIELDS = ('bgr_to_rgb', 'mean', 'std', 'size_divisor',
                      'pad_value')
 
@@ -60,20 +66,82 @@ class ReaderError(Exception):
     """A bad path, image or model that this reader cannot read."""
 
 
-def load_model(path: str):
-    """An ``onnxruntime.InferenceSession`` for ``path`` and the model's
-    metadata (JSON values decoded), checked against the graph."""
-    import onnxruntime
-    if not osp.isfile(path):
-        raise ReaderError(f'Model not found: {path!r}')
+class _Named:
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class OpenVinoRuntime:
+    """An ONNX file compiled by OpenVINO for the CPU, with the part of
+    ``onnxruntime.InferenceSession``'s interface that this reader uses:
+    ``get_inputs``, ``get_outputs`` and ``run``; :attr:`metadata` holds the
+    file's ``metadata_props``, which OpenVINO keeps as ``framework``
+    runtime info."""
+
+    def __init__(self, path: str) -> None:
+        import openvino
+        core = openvino.Core()
+        model = core.read_model(path)
+        self.metadata = {}
+        if model.has_rt_info(['framework']):
+            for key in model.get_rt_info(['framework']).astype(dict):
+                self.metadata[key] = model.get_rt_info(['framework',
+                                                        key]).astype(str)
+        self.compiled = core.compile_model(model, 'CPU')
+        self.request = self.compiled.create_infer_request()
+
+    @staticmethod
+    def _name(port) -> str:
+        # A tensor may carry the name of the node that made it as well.
+        return min(port.get_names(), key=lambda name: (name.startswith('/'),
+                                                       name))
+
+    def get_inputs(self) -> List[_Named]:
+        return [_Named(self._name(port)) for port in self.compiled.inputs]
+
+    def get_outputs(self) -> List[_Named]:
+        return [_Named(self._name(port)) for port in self.compiled.outputs]
+
+    def run(self, names, feed: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        results = self.request.infer(feed)
+        return [np.array(results[port]) for port in self.compiled.outputs]
+
+
+def _open(path: str, backend: str):
+    """The runtime of ``backend`` for ``path`` and the file's metadata
+    (JSON strings)."""
+    if backend not in BACKENDS:
+        raise ReaderError(f'backend {backend!r}: this reader runs '
+                          f'{list(BACKENDS)}')
     try:
+        if backend == 'openvino':
+            try:
+                import openvino  # noqa: F401
+            except ImportError:
+                raise ReaderError('the openvino backend needs the openvino '
+                                  'package: pip install openvino') from None
+            runtime = OpenVinoRuntime(path)
+            return runtime, runtime.metadata
+        import onnxruntime
         runtime = onnxruntime.InferenceSession(
             path, providers=['CPUExecutionProvider'])
-    except Exception as err:  # noqa: B902  (onnxruntime's own types)
+        return runtime, runtime.get_modelmeta().custom_metadata_map
+    except ReaderError:
+        raise
+    except Exception as err:  # noqa: B902  (the runtimes' own types)
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ReaderError(f'{path} is not an ONNX model that onnxruntime '
+        raise ReaderError(f'{path} is not an ONNX model that {backend} '
                           f'can load ({reason[:200]})') from None
-    raw = runtime.get_modelmeta().custom_metadata_map
+
+
+def load_model(path: str, backend: str = 'onnxruntime'):
+    """A runtime for ``path`` (an ``onnxruntime.InferenceSession``, or
+    with ``backend='openvino'`` an :class:`OpenVinoRuntime`) and the
+    model's metadata (JSON values decoded), checked against the graph."""
+    if not osp.isfile(path):
+        raise ReaderError(f'Model not found: {path!r}')
+    runtime, raw = _open(path, backend)
     missing = {'format', 'task', 'preprocess'} - set(raw)
     if missing:
         raise ReaderError(
@@ -154,6 +222,10 @@ def check_metadata(path: str, metadata: Dict, inputs: List[str],
     if task == 'instance':
         checks.append(('mask_threshold', metadata.get('mask_threshold'),
                        _is_number, 'a number'))
+    checks.append(('precision', metadata.get('precision', {}),
+                   lambda v: isinstance(v, dict) and v.get(
+                       'type', 'float32') in PRECISIONS,
+                   f'an object whose type is one of {list(PRECISIONS)}'))
     checks.append(('classes', metadata.get('classes', []),
                    lambda v: isinstance(v, list) and all(
                        isinstance(name, str) for name in v),
@@ -162,6 +234,16 @@ def check_metadata(path: str, metadata: Dict, inputs: List[str],
         if not valid(value):
             raise ReaderError(f'{path}: its metadata {name}='
                               f'{json.dumps(value)[:40]} is not {what}')
+
+
+def describe_precision(metadata: Dict) -> str:
+    """What the file runs in, from its ``precision`` metadata: ``float32``,
+    or ``int8`` and the parts quantized."""
+    precision = metadata.get('precision') or {}
+    if precision.get('type', 'float32') != 'int8':
+        return 'float32'
+    parts = precision.get('parts') or []
+    return f"int8 {' + '.join(str(part) for part in parts)}".strip()
 
 
 def _is_bool(value) -> bool:
@@ -547,6 +629,12 @@ def parse_args(argv=None):
         default=0.3,
         help='draw detections scoring at least this (default 0.3)')
     parser.add_argument(
+        '--backend',
+        choices=BACKENDS,
+        default='onnxruntime',
+        help='the runtime (default onnxruntime; openvino needs the '
+        'openvino package)')
+    parser.add_argument(
         '--max-pixels',
         type=int,
         default=MAX_PIXELS,
@@ -570,10 +658,12 @@ def main(argv=None):
     try:
         check_output(args.out)
         image = read_image(args.image, args.max_pixels)
-        runtime, metadata = load_model(args.model)
+        runtime, metadata = load_model(args.model, args.backend)
         check_resizable(args.image, image, metadata['preprocess'])
     except ReaderError as err:
         sys.exit(f'{osp.basename(sys.argv[0])}: error: {err}')
+    print(f'{args.model}: {describe_precision(metadata)} with '
+          f'{args.backend}')
     result = predict(runtime, metadata, image)
     canvas, shown = draw(image, result, metadata.get('classes', []),
                          args.score_thr)

@@ -14,9 +14,9 @@ sections of ``tools/benchmark.py``'s report, by topic.
 Each section adds its figures to a ``report`` dict under its own key and
 prints them.
 """
-from .timing import (autocast_run, cpu_features, describe_cpu, dump_report,
-                     gemm_gflops, interleaved_medians, saved_activation_bytes,
-                     top_kernels)
+from ..cpu import cpu_features, describe_cpu
+from .timing import (autocast_run, dump_report, gemm_gflops,
+                     interleaved_medians, saved_activation_bytes, top_kernels)
 
 __all__ = [
     'autocast_run', 'cpu_features', 'describe_cpu', 'dump_report',

@@ -1,5 +1,6 @@
 """End-to-end ONNX detectors in onnxruntime against the deployed PyTorch
 predict, on the CPU."""
+import importlib.util
 import os.path as osp
 import tempfile
 from typing import Callable, Dict, Sequence, Tuple
@@ -11,7 +12,8 @@ from mmengine.logging import print_log
 from torch import nn
 
 from ..deploy import switch_to_deploy
-from ..export import end_to_end_graph, export_end_to_end, trace_to_onnx
+from ..export import (CalibrationImages, end_to_end_graph, export_end_to_end,
+                      quantize_end_to_end, trace_to_onnx)
 from ..model_utils import build_model, dummy_sample
 from ..testing import randomize_norms
 from .detector import keep_all_boxes
@@ -22,6 +24,9 @@ from .timing import interleaved_medians
 # each model's max_per_img (BatchNorms randomised so that scores spread,
 # thresholds at 0), as a trained model on a busy image gives.
 REGIMES = ('no_detections', 'max_detections')
+# Random images the int8 files are calibrated on (their weights are random
+# too: the int8 timing, not its accuracy, is what counts here).
+CALIBRATION_IMAGES = 2
 
 
 class _Features(nn.Module):
@@ -59,6 +64,43 @@ def _session(path: str, threads: int):
         path, options, providers=['CPUExecutionProvider'])
 
 
+def _openvino(path: str, threads: int):
+    """``path`` compiled by OpenVINO for the CPU on ``threads`` threads, as
+    a function of the feed."""
+    import openvino
+    compiled = openvino.Core().compile_model(
+        path, 'CPU',
+        dict(INFERENCE_NUM_THREADS=threads, PERFORMANCE_HINT='LATENCY'))
+    request = compiled.create_infer_request()
+
+    def run(feed):
+        results = request.infer(feed)
+        return [results[port] for port in compiled.outputs]
+
+    return run
+
+
+def _int8_file(path: str,
+               feed: Dict[str, np.ndarray],
+               quantizer: str = 'onnxruntime') -> str:
+    """``path`` quantized as ``--int8`` does (backbone and neck) by
+    ``quantizer``, calibrated on :data:`CALIBRATION_IMAGES` random images
+    of ``feed``'s size."""
+    generator = np.random.default_rng(0)
+
+    def prepare(index):
+        return dict(feed, image=generator.standard_normal(
+            feed['image'].shape).astype(np.float32))
+
+    int8_path = path.replace('.onnx', f'_{quantizer}_int8.onnx')
+    quantize_end_to_end(
+        path,
+        int8_path,
+        CalibrationImages(range(CALIBRATION_IMAGES), prepare, list(feed)),
+        quantizer=quantizer)
+    return int8_path
+
+
 def onnx_section(report: dict,
                  cases: Sequence[Tuple[str, Sequence[int]]],
                  postprocess: Callable,
@@ -68,12 +110,18 @@ def onnx_section(report: dict,
     path in ``cases`` at its ``(H, W)`` against the deployed PyTorch
     model's ``predict``, on the same preprocessed input, with no
     detections and with ``max_per_img`` of them (:data:`REGIMES`); the
-    backbone and neck alone in both. For Mask R-CNN, predict pastes the
-    masks into the image, so the ONNX side is also timed with the reader's
-    pasting: ``postprocess(outputs, info, options)`` of
+    int8 file of the same graph (``--int8``: backbone and neck) in both
+    regimes; the backbone and neck alone in both. For Mask R-CNN, predict
+    pastes the masks into the image, so the ONNX side is also timed with
+    the reader's pasting: ``postprocess(outputs, info, options)`` of
     ``tools/onnx_demo.py``. Under ``report['onnx']``."""
     import onnxruntime
     threads = torch.get_num_threads()
+    # OpenVINO (fp32, and int8 by NNCF) is timed where it is installed.
+    with_openvino = importlib.util.find_spec('openvino') is not None
+    if not with_openvino:
+        print_log('OpenVINO not timed: the openvino package is not '
+                  'installed (pip install -e .[openvino])')
     names = [osp.splitext(osp.basename(path))[0] for path, _ in cases]
     timings: Dict[str, Callable] = {}
     counts: Dict[str, Dict[str, int]] = {}
@@ -99,11 +147,20 @@ def onnx_section(report: dict,
                 def ort(runtime=runtime, feed=feed):
                     return runtime.run(None, feed)
 
-                def ort_pasted(runtime=runtime,
-                               feed=feed,
-                               outputs=outputs,
-                               shape=shape):
-                    results = dict(zip(outputs, runtime.run(None, feed)))
+                int8_runtime = _session(_int8_file(onnx_path, feed), threads)
+
+                def ort_int8(runtime=int8_runtime, feed=feed):
+                    return runtime.run(None, feed)
+
+                openvino_runs = {}
+                if with_openvino:
+                    openvino_runs = dict(
+                        openvino=_openvino(onnx_path, threads),
+                        openvino_int8=_openvino(
+                            _int8_file(onnx_path, feed, 'nncf'), threads))
+
+                def ort_pasted(run=ort, outputs=outputs, shape=shape):
+                    results = dict(zip(outputs, run()))
                     info = dict(
                         image_shape=shape,
                         ori_shape=shape,
@@ -115,12 +172,21 @@ def onnx_section(report: dict,
                 key = f'{name}/{regime}'
                 timings[f'{key}/pytorch_predict'] = pytorch
                 timings[f'{key}/onnxruntime'] = ort
+                timings[f'{key}/onnxruntime_int8'] = ort_int8
                 if 'masks' in outputs:
                     timings[f'{key}/onnxruntime_and_paste'] = ort_pasted
+                    timings[f'{key}/onnxruntime_int8_and_paste'] = \
+                        lambda run=ort_int8, paste=ort_pasted: paste(run)
+                for backend, run in openvino_runs.items():
+                    timings[f'{key}/{backend}'] = \
+                        lambda run=run, feed=feed: run(feed)
                 with torch.no_grad():
                     counts[key] = dict(
                         pytorch=len(pytorch()[0].pred_instances),
-                        onnxruntime=len(ort()[1]))
+                        onnxruntime=len(ort()[1]),
+                        onnxruntime_int8=len(ort_int8()[1]),
+                        **{backend: len(run(feed)[1])
+                           for backend, run in openvino_runs.items()})
             features = _Features(model).eval()
             features_path = osp.join(tmp, f'{name}_features.onnx')
             trace_to_onnx(features, image, features_path, None,
@@ -139,9 +205,10 @@ def onnx_section(report: dict,
         detections=counts,
         ms={k: v * 1e3
             for k, v in seconds.items()})
-    print_log(f'\n== end to end, CPU fp32, batch 1, {threads} threads, '
-              f'random weights: onnxruntime {onnxruntime.__version__} '
-              f'against the deployed PyTorch predict ==')
+    print_log(f'\n== end to end, CPU fp32 and int8, batch 1, {threads} '
+              f'threads, random weights: onnxruntime '
+              f'{onnxruntime.__version__} against the deployed PyTorch '
+              f'predict ==')
     for name in names:
         for part in REGIMES + ('features', ):
             prefix = f'{name}/{part}'
@@ -152,6 +219,10 @@ def onnx_section(report: dict,
             print_log(f'{prefix}: {what}')
             for key, value in seconds.items():
                 if key.startswith(f'{prefix}/'):
-                    print_log(f'  {key.split("/")[-1]:24s} '
-                              f'{value * 1e3:9.1f} ms   pytorch / this = '
-                              f'{base / value:.2f}')
+                    line = (f'  {key.split("/")[-1]:28s} {value * 1e3:9.1f} '
+                            f'ms   pytorch / this = {base / value:.2f}')
+                    float_key = key.replace('_int8', '')
+                    if float_key != key:
+                        line += (f'   float32 / this = '
+                                 f'{seconds[float_key] / value:.2f}')
+                    print_log(line)

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -114,6 +115,28 @@ def compare_with_onnxruntime(path: str, graph: nn.Module,
     else:
         score = float((scores - reference).abs().max())
     return dict(onnx=len(scores), pytorch=len(reference), score=score)
+
+
+def compare_files(path: str, reference: str,
+                  inputs: Dict[str, Tensor]) -> str:
+    """Two end-to-end files run with onnxruntime on the same ``inputs``,
+    in words: a detector's detection counts and how far apart their
+    sorted scores are, a segmentor's share of pixels with the same
+    label."""
+    outputs = run_onnxruntime(path, inputs)
+    expected = run_onnxruntime(reference, inputs)
+    if len(outputs) == 1:
+        same = outputs[0] == expected[0]
+        share = float(same.mean()) if same.size else 0.
+        return f'same label as float32 for {share:.2%} of the pixels'
+    scores = np.sort(outputs[1])[::-1]
+    reference_scores = np.sort(expected[1])[::-1]
+    common = min(len(scores), len(reference_scores))
+    gap = float(np.abs(scores[:common] - reference_scores[:common]).max(
+        initial=0.))
+    return (f'{len(scores)} detections against float32\'s '
+            f'{len(reference_scores)}, the first {common} sorted scores '
+            f'within {gap:.3f}')
 
 
 @dataclass(frozen=True)

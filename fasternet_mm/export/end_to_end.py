@@ -34,17 +34,23 @@ The graph's contract (what mmdet's and mmseg's ``predict`` with
   RoI resolution, which the reader pastes into the image.
 - a segmentor's output: ``label_map`` ``[ori_h, ori_w]`` (int64).
 """
-from typing import Dict, List, Optional, Sequence
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import ExportError
-from .check import ExportCheck, check_end_to_end, other_size
+from .check import ExportCheck, check_end_to_end, compare_files, other_size
 from .detectors import DenseDetectorGraph, TwoStageDetectorGraph
 from .metadata import reader_metadata
 from .model import (build_deploy_model, is_segmentor, is_two_stage,
                     trace_to_onnx)
+from .quantization import (DEFAULT_PARTS, CalibrationImages,
+                           describe_precision, quantize_end_to_end)
 from .segmentors import SegmentorGraph
 
 
@@ -127,17 +133,68 @@ def export_end_to_end(graph: nn.Module,
     return inputs
 
 
+@dataclass(frozen=True)
+class Quantization:
+    """How :func:`export_and_check_end_to_end` makes an int8 file.
+
+    Args:
+        paths (Sequence[str]): The calibration images.
+        prepare (Callable): From an image's path and the file's
+            ``preprocess`` metadata to every input a graph may take, by
+            name, as the reader makes them.
+        parts (Sequence[str]): The parts quantized
+            (:data:`~fasternet_mm.export.quantization.QUANTIZABLE_PARTS`).
+            Defaults to the backbone and the neck.
+        reduce_range (bool, optional): 7-bit weights. Defaults to None:
+            where this CPU lacks VNNI.
+        quantizer (str): ``'onnxruntime'``, or ``'nncf'`` for OpenVINO.
+            Defaults to ``'onnxruntime'``.
+    """
+
+    paths: Sequence[str]
+    prepare: Callable[[str, Dict], Dict]
+    parts: Sequence[str] = field(default=DEFAULT_PARTS)
+    reduce_range: Optional[bool] = None
+    quantizer: str = 'onnxruntime'
+
+
 def export_and_check_end_to_end(cfg,
                                 path: str,
                                 shape: Sequence[int],
                                 checkpoint: Optional[str] = None,
-                                opset: int = 17) -> ExportCheck:
+                                opset: int = 17,
+                                int8: Optional[Quantization] = None
+                                ) -> ExportCheck:
     """Export the model of ``cfg`` with the weights of ``checkpoint``
     (random ones without it) end to end to ``path``, traced at ``shape``
     (H, W), with the reader's metadata, and check the file at another size
     than the traced one (:func:`~fasternet_mm.export.check.check_end_to_end`;
-    with random weights, a disagreement is excused)."""
+    with random weights, a disagreement is excused). With ``int8``, the
+    float32 file is checked, then quantized into ``path``
+    (:func:`~fasternet_mm.export.quantization.quantize_end_to_end`), and
+    the int8 file's detections are reported against the float32 file's."""
     graph = end_to_end_graph(build_deploy_model(cfg, checkpoint))
-    export_end_to_end(graph, path, shape, reader_metadata(cfg, graph), opset)
+    metadata = reader_metadata(cfg, graph)
     inputs = example_inputs(graph, other_size(shape), seed=1)
-    return check_end_to_end(path, graph, inputs, checkpoint is None)
+    if int8 is None:
+        export_end_to_end(graph, path, shape, metadata, opset)
+        return check_end_to_end(path, graph, inputs, checkpoint is None)
+    spec = json.loads(metadata['preprocess'])
+    calibration = CalibrationImages(
+        int8.paths, lambda image: int8.prepare(image, spec),
+        input_names(graph))
+    with tempfile.TemporaryDirectory() as folder:
+        fp32_path = os.path.join(folder, 'float32.onnx')
+        export_end_to_end(graph, fp32_path, shape, metadata, opset)
+        check = check_end_to_end(fp32_path, graph, inputs, checkpoint is None)
+        precision = quantize_end_to_end(fp32_path, path, calibration,
+                                        int8.parts, int8.reduce_range,
+                                        int8.quantizer)
+        agreement = compare_files(path, fp32_path, inputs)
+    described = describe_precision(precision)
+    return replace(
+        check,
+        path=path,
+        file_bytes=os.path.getsize(path),
+        comparison=f'float32 file: {check.comparison}; {described}: '
+        f'{agreement}')

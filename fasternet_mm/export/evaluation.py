@@ -1,9 +1,25 @@
 """Scoring a reader's predictions, e.g. of an end-to-end ONNX file, with a
-config's test evaluator over its test set."""
+config's test evaluator over its test set; the reader itself
+(``tools/onnx_demo.py``), loaded for the tools that use it."""
+import importlib.util
+import os.path as osp
 from typing import Callable, Dict
 
 import numpy as np
 import torch
+
+# The reader: a standalone file next to the tools, not part of the package.
+READER = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools',
+    'onnx_demo.py')
+
+
+def load_reader(path: str = READER):
+    """``tools/onnx_demo.py`` as a module."""
+    spec = importlib.util.spec_from_file_location('onnx_demo', path)
+    reader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reader)
+    return reader
 
 
 def evaluate(cfg, predict: Callable[[np.ndarray], Dict[str, np.ndarray]],

@@ -128,7 +128,9 @@ def reader_metadata(cfg, graph: nn.Module) -> Dict[str, str]:
     (JSON values): ``task`` (``'detection'``, ``'instance'`` with masks,
     ``'semantic'``), ``classes``, ``preprocess`` (the test pipeline's
     resize and padding, then the data preprocessor's channel order, mean,
-    std, padding size divisor and value), and ``mask_threshold``."""
+    std, padding size divisor and value), ``mask_threshold`` and
+    ``precision`` (``{"type": "float32"}``; an int8 file's is written by
+    :func:`~fasternet_mm.export.quantization.quantize_end_to_end`)."""
     preprocessor = dict(cfg.model.get('data_preprocessor') or {})
     if isinstance(graph, SegmentorGraph):
         task = 'semantic'
@@ -160,7 +162,8 @@ def reader_metadata(cfg, graph: nn.Module) -> Dict[str, str]:
         format=METADATA_FORMAT,
         task=task,
         classes=_classes(cfg),
-        preprocess=preprocess)
+        preprocess=preprocess,
+        precision=dict(type='float32'))
     if task == 'instance':
         rcnn = cfg.model.test_cfg.rcnn
         metadata['mask_threshold'] = float(rcnn.get('mask_thr_binary', 0.5))
