@@ -37,6 +37,23 @@ ONE_BLOCK_ARCH = dict(TINY_RELU_ARCH, depths=(1, 1, 1, 1))
 SHAPES = dict(num_train=8, num_val=4, size=128, seed=1)
 
 
+def shapes_cfg(path, root):
+    """The config at ``path`` on the generated shapes under ``root``, at
+    their own size (``SHAPES['size']``)."""
+    size = SHAPES['size']
+    cfg = Config.fromfile(str(path))
+    for loader in (cfg.train_dataloader, cfg.test_dataloader):
+        loader.dataset.data_root = f'{root}/'
+        for transform in loader.dataset.pipeline:
+            if transform.type == 'Resize':
+                transform.scale = (size, size)
+            elif transform.type == 'Pad':
+                transform.size = (size, size)
+    cfg.data_root = f'{root}/'
+    cfg.test_evaluator.ann_file = f'{root}/annotations/instances_val.json'
+    return cfg
+
+
 def last_metrics(work_dir):
     """The metrics a test run logged to its JSON scalars file."""
     logs = sorted(Path(work_dir).glob('*/*.json'))

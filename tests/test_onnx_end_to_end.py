@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import (REPO, SHAPES, load_tool, randomize_norms, world_config,
-                     world_images)
+from helpers import (REPO, SHAPES, load_tool, randomize_norms, shapes_cfg,
+                     world_config, world_images)
 from mmengine.config import Config
 
 from fasternet_mm.complexity import weight_bytes
@@ -46,16 +46,7 @@ def reader():
 def shapes_config(path, root, work_dir):
     """``path`` on the generated shapes at their own size, written out as
     a config file for the tools."""
-    cfg = Config.fromfile(str(path))
-    for loader in (cfg.train_dataloader, cfg.test_dataloader):
-        loader.dataset.data_root = f'{root}/'
-        for transform in loader.dataset.pipeline:
-            if transform.type == 'Resize':
-                transform.scale = (SIZE, SIZE)
-            elif transform.type == 'Pad':
-                transform.size = (SIZE, SIZE)
-    cfg.data_root = f'{root}/'
-    cfg.test_evaluator.ann_file = f'{root}/annotations/instances_val.json'
+    cfg = shapes_cfg(path, root)
     cfg.work_dir = str(work_dir)
     out = Path(work_dir) / Path(path).name
     cfg.dump(str(out))

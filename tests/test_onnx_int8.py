@@ -5,8 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import REPO, SHAPES, load_tool
-from mmengine.config import Config
+from helpers import REPO, load_tool, shapes_cfg
 
 from fasternet_mm.export import (CalibrationImages, build_deploy_model,
                                  calibration_image_paths, end_to_end_graph,
@@ -17,19 +16,6 @@ onnxruntime = pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxruntime.quantization')
 
 MASK_RCNN = REPO / 'configs/demo/mask_rcnn_fasternet_t0_shapes.py'
-SIZE = SHAPES['size']
-
-
-def shapes_config(root):
-    """The demo Mask R-CNN on the generated shapes at their own size."""
-    cfg = Config.fromfile(str(MASK_RCNN))
-    for loader in (cfg.train_dataloader, cfg.test_dataloader):
-        loader.dataset.data_root = f'{root}/'
-        for transform in loader.dataset.pipeline:
-            if transform.type == 'Resize':
-                transform.scale = (SIZE, SIZE)
-    cfg.test_evaluator.ann_file = f'{root}/annotations/instances_val.json'
-    return cfg
 
 
 def test_calibration_inputs_are_the_test_pipelines(shapes, tmp_path):
@@ -38,7 +24,7 @@ def test_calibration_inputs_are_the_test_pipelines(shapes, tmp_path):
     names."""
     from mmcv.transforms import Compose
     from mmengine.registry import init_default_scope
-    cfg = shapes_config(shapes)
+    cfg = shapes_cfg(MASK_RCNN, shapes)
     config = tmp_path / 'mask_rcnn.py'
     cfg.dump(str(config))
     tool = load_tool('export_onnx')
@@ -98,7 +84,7 @@ def test_bad_int8_flags_are_refused_in_one_line(flags, message, capsys):
 
 def test_too_many_calibration_images_are_refused(shapes):
     from fasternet_mm.errors import ExportError
-    cfg = shapes_config(shapes)
+    cfg = shapes_cfg(MASK_RCNN, shapes)
     with pytest.raises(ExportError, match='calibration images: 9, but the '
                        'dataset has 8'):
         calibration_image_paths(cfg, 9)
